@@ -1,1 +1,61 @@
-//! Benchmarks live in `benches/`; this crate has no library code.
+//! Shared harness for forten's criterion benchmarks.
+//!
+//! Services under test are driven without an executor: `poll_ready` and the
+//! response future are polled with a no-op waker, so the figure is the cost the
+//! middleware adds, not a runtime's scheduling. Code that needs tokio's timer
+//! runs inside `Runtime::enter`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use tower::Service;
+
+/// Drives one request through `svc` to completion, assuming every poll is ready
+/// at once (the benchmarked services answer immediately).
+///
+/// # Panics
+/// If the service or its future is not ready on the first poll: that would
+/// make the benchmark measure something else, so it must fail loudly.
+pub fn call_ready<S, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error>
+where
+    S: Service<R>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match svc.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(e)) => return Err(e),
+        Poll::Pending => panic!("benchmarked service was not ready"),
+    }
+    poll_once(svc.call(req))
+}
+
+/// Polls a future once with a no-op waker and returns its output.
+///
+/// # Panics
+/// If the future is pending.
+pub fn poll_once<F: Future>(fut: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("benchmarked future was pending"),
+    }
+}
+
+/// Counts heap allocations per call of `f`, averaged over `calls` calls, and
+/// prints the figure beside the benchmark id so it lands in the bench log.
+pub fn report_allocations(id: &str, calls: u64, mut f: impl FnMut()) -> f64 {
+    // warm up lazily initialised state (thread-locals, timer wheels) first
+    f();
+    let info = allocation_counter::measure(|| {
+        for _ in 0..calls {
+            f();
+        }
+    });
+    let per_call = info.count_total as f64 / calls as f64;
+    println!(
+        "allocations/{id}: {per_call:.2} per call ({} bytes per call)",
+        info.bytes_total / calls
+    );
+    per_call
+}
