@@ -1,6 +1,22 @@
 //! Tower layers for resilient service-to-service communication.
+//!
+//! forten-core holds the middlewares every forten service stands on:
+//!
+//! - [`correlation`]: correlation ids and W3C Trace Context, server and client side;
+//! - [`deadline`]: deadlines that shrink across hops (`x-request-timeout-ms`, `grpc-timeout`);
+//! - [`error`]: one error model and its JSON:API mapping ([`Error`], [`error::ErrorResponseLayer`]);
+//! - [`headers`] and [`time`]: the wire contracts' names and timestamp format.
+//!
+//! Every layer is a plain `tower::Layer`, so it wraps the services you already have.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod correlation;
+pub mod error;
+pub mod headers;
+pub mod time;
+
+pub use error::Error;
 
 /// The boxed error type every tower middleware in forten speaks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
