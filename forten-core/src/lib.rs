@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod correlation;
+pub mod deadline;
 pub mod error;
 pub mod headers;
 pub mod time;

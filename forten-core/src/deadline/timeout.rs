@@ -1,0 +1,108 @@
+//! [`TimeoutLayer`]: the client side of DESIGN 4.2.
+
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderValue, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{Deadline, TimedFuture};
+use crate::BoxError;
+use crate::headers::X_REQUEST_TIMEOUT_MS;
+
+/// Client-side timeouts that respect the caller's deadline: each call gets
+/// min(`timeout`, what remains of the current [`Deadline`]) and sends that
+/// budget as `x-request-timeout-ms`. A call whose deadline has already passed
+/// fails at once with [`Error::Timeout`](crate::Error::Timeout) and is never
+/// sent.
+///
+/// The deadline is the request's `Deadline` extension when it has one, else
+/// [`Deadline::current`] (set by [`DeadlineLayer`](super::DeadlineLayer) on the
+/// server handling the current request).
+///
+/// ```
+/// use std::time::Duration;
+/// use forten_core::deadline::{Deadline, TimeoutLayer};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let upstream = service_fn(|req: http::Request<()>| async move {
+///     let sent: u64 = req.headers()["x-request-timeout-ms"].to_str()?.parse()?;
+///     Ok::<_, forten_core::BoxError>(sent)
+/// });
+/// let client = TimeoutLayer::new(Duration::from_secs(10)).layer(upstream);
+/// // Inside a request with 2 s left, the upstream is offered at most 2 s.
+/// let sent = Deadline::after(Duration::from_secs(2))
+///     .scope(client.oneshot(http::Request::new(())))
+///     .await
+///     .unwrap();
+/// assert!(sent <= 2000);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutLayer {
+    timeout: Duration,
+}
+
+impl TimeoutLayer {
+    /// A layer giving each call at most `timeout` (a zero timeout fails every call).
+    pub fn new(timeout: Duration) -> Self {
+        TimeoutLayer { timeout }
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = TimeoutService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TimeoutService {
+            inner,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The service produced by [`TimeoutLayer`].
+#[derive(Debug, Clone)]
+pub struct TimeoutService<S> {
+    inner: S,
+    timeout: Duration,
+}
+
+impl<S, B> Service<Request<B>> for TimeoutService<S>
+where
+    S: Service<Request<B>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = TimedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let deadline = req
+            .extensions()
+            .get::<Deadline>()
+            .copied()
+            .or_else(Deadline::current);
+        let budget = match deadline {
+            Some(d) => self.timeout.min(d.remaining()),
+            None => self.timeout,
+        };
+        if budget.is_zero() {
+            tracing::debug!("deadline already passed: request not sent");
+            return TimedFuture::expired(budget);
+        }
+        // Whole milliseconds, at least 1 so a sub-millisecond remainder is not
+        // read as "expired" by the callee.
+        let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1);
+        req.headers_mut()
+            .insert(X_REQUEST_TIMEOUT_MS, HeaderValue::from(ms));
+        let at = Deadline::after(budget).instant();
+        TimedFuture::new(self.inner.call(req), at, budget)
+    }
+}
