@@ -15,6 +15,8 @@ pub mod correlation;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+pub mod idempotency;
+pub mod ratelimit;
 pub mod time;
 
 pub use error::Error;
