@@ -31,6 +31,11 @@ impl ClientIdentity {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The subject, shared (a reference-count increment, no copy).
+    pub fn as_arc(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
 }
 
 impl fmt::Display for ClientIdentity {
