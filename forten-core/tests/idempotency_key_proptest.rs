@@ -1,5 +1,6 @@
 //! Proptests of the Idempotency-Key parser: never panics, round trips.
 #![allow(missing_docs)]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use forten_core::idempotency::{IdempotencyKey, MAX_KEY_LEN};
 use proptest::prelude::*;

@@ -1,6 +1,8 @@
 //! Rate limits on paused time, their headers, the Redis backend's shared
 //! budget, and the bulkhead composition.
+#![cfg(feature = "rate-limit")]
 #![allow(missing_docs)]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::convert::Infallible;
 use std::future::{Ready, ready};
@@ -8,19 +10,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use forten_core::BoxError;
 use forten_core::error::{ErrorDocument, ErrorResponseLayer};
 use forten_core::idempotency::ClientIdentity;
 use forten_core::ratelimit::{
     Decision, GovernorBackend, KeyExtractor, LimitKey, RateLimitBackend, RateLimitLayer,
     RateLimitPolicy,
 };
-use forten_core::BoxError;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 
-fn ok_service() -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone {
-    service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok")))) })
+fn ok_service()
+-> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send> + Clone
+{
+    service_fn(|_req: Request<()>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    })
 }
 
 fn policy(quota: u32, secs: u64) -> RateLimitPolicy {
@@ -41,7 +47,8 @@ fn header<B>(r: &Response<B>, name: &str) -> String {
 #[tokio::test(start_paused = true)]
 async fn burst_then_refill() {
     // 3 per 3 s: bursts of 3, one more every second
-    let svc = RateLimitLayer::keyed(GovernorBackend::new(policy(3, 3)), KeyExtractor::global()).layer(ok_service());
+    let svc = RateLimitLayer::keyed(GovernorBackend::new(policy(3, 3)), KeyExtractor::global())
+        .layer(ok_service());
     for _ in 0..3 {
         assert_eq!(status(&svc, Request::new(())).await.status(), 200);
     }
@@ -64,14 +71,22 @@ async fn burst_then_refill() {
 
 #[tokio::test(start_paused = true)]
 async fn headers_follow_the_draft() {
-    let svc = RateLimitLayer::keyed(GovernorBackend::new(policy(3, 60)), KeyExtractor::global()).layer(ok_service());
+    let svc = RateLimitLayer::keyed(GovernorBackend::new(policy(3, 60)), KeyExtractor::global())
+        .layer(ok_service());
     let mut seen = Vec::new();
     for _ in 0..3 {
         let r = status(&svc, Request::new(())).await;
         assert_eq!(header(&r, "ratelimit-policy"), "\"test\";q=3;w=60");
         seen.push(header(&r, "ratelimit"));
     }
-    assert_eq!(seen, ["\"test\";r=2;t=20", "\"test\";r=1;t=40", "\"test\";r=0;t=60"]);
+    assert_eq!(
+        seen,
+        [
+            "\"test\";r=2;t=20",
+            "\"test\";r=1;t=40",
+            "\"test\";r=0;t=60"
+        ]
+    );
 
     let refused = status(&svc, Request::new(())).await;
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
@@ -108,7 +123,11 @@ async fn keys_have_separate_budgets() {
     assert_eq!(status(&svc, as_client("alice")).await.status(), 429);
     assert_eq!(status(&svc, from_ip("10.0.0.1:1000")).await.status(), 200);
     assert_eq!(status(&svc, from_ip("10.0.0.2:1000")).await.status(), 200);
-    assert_eq!(status(&svc, from_ip("10.0.0.1:2000")).await.status(), 429, "same IP, other port");
+    assert_eq!(
+        status(&svc, from_ip("10.0.0.1:2000")).await.status(),
+        429,
+        "same IP, other port"
+    );
     // no identity, no address: the global budget
     assert_eq!(status(&svc, Request::new(())).await.status(), 200);
     assert_eq!(status(&svc, Request::new(())).await.status(), 429);
@@ -181,13 +200,19 @@ async fn bulkhead_answers_503_overloaded_at_once() {
         running.push(tokio::spawn(s.call(Request::new(()))));
     }
     // both permits are held; the third is shed without waiting
-    let shed = tokio::time::timeout(Duration::from_secs(5), svc.clone().oneshot(Request::new(())))
-        .await
-        .expect("shed at once, not queued")
-        .unwrap();
+    let shed = tokio::time::timeout(
+        Duration::from_secs(5),
+        svc.clone().oneshot(Request::new(())),
+    )
+    .await
+    .expect("shed at once, not queued")
+    .unwrap();
     assert_eq!(shed.status(), 503);
     let body = shed.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(ErrorDocument::from_slice(&body).unwrap().errors[0].code, "OVERLOADED");
+    assert_eq!(
+        ErrorDocument::from_slice(&body).unwrap().errors[0].code,
+        "OVERLOADED"
+    );
 
     gate.add_permits(2);
     for r in running {
@@ -195,7 +220,14 @@ async fn bulkhead_answers_503_overloaded_at_once() {
     }
     // capacity is back
     gate.add_permits(1);
-    assert_eq!(svc.clone().oneshot(Request::new(())).await.unwrap().status(), 200);
+    assert_eq!(
+        svc.clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[cfg(feature = "redis")]
@@ -204,15 +236,26 @@ mod redis {
     use forten_core::ratelimit::RedisBackend;
 
     async fn backend(prefix: &str, p: RateLimitPolicy) -> RedisBackend {
-        RedisBackend::connect("redis://127.0.0.1:6379", p).await.unwrap().with_prefix(prefix.to_owned())
+        RedisBackend::connect("redis://127.0.0.1:6379", p)
+            .await
+            .unwrap()
+            .with_prefix(prefix.to_owned())
     }
 
     #[tokio::test]
     #[ignore = "needs Redis: run scripts/test"]
     async fn two_layers_share_one_budget() {
         let prefix = format!("forten-test:rl:{}:", uuid::Uuid::new_v4());
-        let a = RateLimitLayer::keyed(backend(&prefix, policy(3, 60)).await, KeyExtractor::global()).layer(ok_service());
-        let b = RateLimitLayer::keyed(backend(&prefix, policy(3, 60)).await, KeyExtractor::global()).layer(ok_service());
+        let a = RateLimitLayer::keyed(
+            backend(&prefix, policy(3, 60)).await,
+            KeyExtractor::global(),
+        )
+        .layer(ok_service());
+        let b = RateLimitLayer::keyed(
+            backend(&prefix, policy(3, 60)).await,
+            KeyExtractor::global(),
+        )
+        .layer(ok_service());
         let first = status(&a, Request::new(())).await;
         assert_eq!(first.status(), 200);
         assert_eq!(header(&first, "ratelimit"), "\"test\";r=2;t=20");
@@ -223,7 +266,10 @@ mod redis {
             assert_eq!(refused.status(), 429);
             let retry: u64 = header(&refused, "retry-after").parse().unwrap();
             assert!((1..=20).contains(&retry), "retry-after {retry}");
-            assert_eq!(header(&refused, "ratelimit").split(";t=").next().unwrap(), "\"test\";r=0");
+            assert_eq!(
+                header(&refused, "ratelimit").split(";t=").next().unwrap(),
+                "\"test\";r=0"
+            );
         }
     }
 

@@ -91,8 +91,10 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         if self.methods.contains(req.method()) && !req.headers().contains_key(IDEMPOTENCY_KEY) {
-            req.headers_mut()
-                .insert(IDEMPOTENCY_KEY, IdempotencyKey::generate().to_header_value());
+            req.headers_mut().insert(
+                IDEMPOTENCY_KEY,
+                IdempotencyKey::generate().to_header_value(),
+            );
         }
         self.inner.call(req)
     }

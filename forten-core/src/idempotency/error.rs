@@ -11,7 +11,9 @@ pub enum StoreError {
     #[error("idempotency store unavailable: {0}; check the store's connection")]
     Backend(#[source] BoxError),
     /// A stored entry could not be decoded; it was written by something else.
-    #[error("idempotency store entry is corrupt ({0}); is another program writing under this key prefix?")]
+    #[error(
+        "idempotency store entry is corrupt ({0}); is another program writing under this key prefix?"
+    )]
     Corrupt(&'static str),
 }
 
@@ -29,6 +31,8 @@ pub enum ConfigError {
     #[error("no methods configured; give at least one (POST and PATCH are the default)")]
     NoMethods,
     /// The lock outlives the entry.
-    #[error("lock_ttl must not exceed ttl; a lock is replaced by the entry when the request completes")]
+    #[error(
+        "lock_ttl must not exceed ttl; a lock is replaced by the entry when the request completes"
+    )]
     LockLongerThanEntry,
 }

@@ -88,7 +88,8 @@ impl IdempotencyKey {
     /// The canonical header value (the sf-string form).
     pub fn to_header_value(&self) -> HeaderValue {
         // Printable ASCII plus quotes and backslashes is always a valid header value.
-        HeaderValue::from_str(&self.to_string()).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+        HeaderValue::from_str(&self.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("\"\""))
     }
 }
 
@@ -172,13 +173,13 @@ fn parse_sf_string(v: &[u8]) -> Result<String, InvalidIdempotencyKey> {
             }
         }
     }
-    Err(InvalidIdempotencyKey::Syntax("the closing quote is missing"))
+    Err(InvalidIdempotencyKey::Syntax(
+        "the closing quote is missing",
+    ))
 }
 
 fn parse_token(v: &[u8]) -> Result<String, InvalidIdempotencyKey> {
-    let is_tchar = |c: &u8| {
-        c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(c)
-    };
+    let is_tchar = |c: &u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(c);
     if v.iter().all(is_tchar) {
         // all ASCII, so this cannot fail
         Ok(String::from_utf8_lossy(v).into_owned())
@@ -212,15 +213,32 @@ mod tests {
             IdempotencyKey::parse(long.as_bytes()),
             Err(InvalidIdempotencyKey::TooLong(256))
         );
-        assert_eq!(IdempotencyKey::parse(b"\"\""), Err(InvalidIdempotencyKey::Empty));
-        assert_eq!(IdempotencyKey::parse(b"  "), Err(InvalidIdempotencyKey::Empty));
+        assert_eq!(
+            IdempotencyKey::parse(b"\"\""),
+            Err(InvalidIdempotencyKey::Empty)
+        );
+        assert_eq!(
+            IdempotencyKey::parse(b"  "),
+            Err(InvalidIdempotencyKey::Empty)
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in [&b"\"abc"[..], b"\"a\"b", b"\"a\\x\"", b"a b", b"a,b", b"\"\x01\"", b"\"\xc3\xa9\""] {
+        for bad in [
+            &b"\"abc"[..],
+            b"\"a\"b",
+            b"\"a\\x\"",
+            b"a b",
+            b"a,b",
+            b"\"\x01\"",
+            b"\"\xc3\xa9\"",
+        ] {
             assert!(
-                matches!(IdempotencyKey::parse(bad), Err(InvalidIdempotencyKey::Syntax(_))),
+                matches!(
+                    IdempotencyKey::parse(bad),
+                    Err(InvalidIdempotencyKey::Syntax(_))
+                ),
                 "{bad:?}"
             );
         }

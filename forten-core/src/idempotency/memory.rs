@@ -101,10 +101,14 @@ impl MemoryStoreBuilder {
             return Err(ConfigError::ZeroLimit("shards"));
         }
         if self.max_entries < self.shards {
-            return Err(ConfigError::ZeroLimit("max_entries per shard (max_entries / shards)"));
+            return Err(ConfigError::ZeroLimit(
+                "max_entries per shard (max_entries / shards)",
+            ));
         }
         if self.max_bytes / self.shards < ENTRY_OVERHEAD {
-            return Err(ConfigError::ZeroLimit("max_bytes per shard (max_bytes / shards)"));
+            return Err(ConfigError::ZeroLimit(
+                "max_bytes per shard (max_bytes / shards)",
+            ));
         }
         Ok(MemoryStore {
             shards: (0..self.shards).map(|_| Mutex::default()).collect(),
@@ -165,7 +169,9 @@ impl MemoryStore {
     fn lock_shard(&self, i: usize) -> MutexGuard<'_, Shard> {
         // No code panics while holding a shard, and the maps stay consistent
         // at every step, so a poisoned lock is still safe to use.
-        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub(crate) fn begin_at(
@@ -305,7 +311,12 @@ impl IdempotencyStore for MemoryStore {
         fingerprint: &Fingerprint,
         lock_ttl: Duration,
     ) -> impl Future<Output = Result<Begin, StoreError>> + Send {
-        ready(Ok(self.begin_at(Instant::now(), scope, fingerprint, lock_ttl)))
+        ready(Ok(self.begin_at(
+            Instant::now(),
+            scope,
+            fingerprint,
+            lock_ttl,
+        )))
     }
 
     fn complete(

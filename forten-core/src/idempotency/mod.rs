@@ -90,9 +90,7 @@ pub use layer::IdempotencyLayer;
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::RedisStore;
-pub use store::{
-    Begin, Fingerprint, IdempotencyStore, Lock, LockToken, ScopeKey, StoredResponse,
-};
+pub use store::{Begin, Fingerprint, IdempotencyStore, Lock, LockToken, ScopeKey, StoredResponse};
 
 use crate::correlation::CorrelationContext;
 use crate::headers::{IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};

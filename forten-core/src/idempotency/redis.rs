@@ -150,7 +150,9 @@ impl IdempotencyStore for RedisStore {
             let Some(found) = found else {
                 return Ok(Begin::Acquired(lock));
             };
-            let (kind, rest) = found.split_first().ok_or(StoreError::Corrupt("empty entry"))?;
+            let (kind, rest) = found
+                .split_first()
+                .ok_or(StoreError::Corrupt("empty entry"))?;
             let fp = rest.get(..32).ok_or(StoreError::Corrupt("short entry"))?;
             if fp != lock.fingerprint.0 {
                 return Ok(Begin::Mismatch);

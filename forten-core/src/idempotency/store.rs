@@ -161,7 +161,10 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         let end = self.at.checked_add(n).ok_or_else(|| corrupt("length"))?;
-        let slice = self.bytes.get(self.at..end).ok_or_else(|| corrupt("truncated"))?;
+        let slice = self
+            .bytes
+            .get(self.at..end)
+            .ok_or_else(|| corrupt("truncated"))?;
         self.at = end;
         Ok(slice)
     }

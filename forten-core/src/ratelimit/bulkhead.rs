@@ -11,31 +11,35 @@
 //! must sit *outside* the limit, and the error layer outside both.
 //!
 //! ```
-//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use std::sync::Arc;
+//! use tokio::sync::Semaphore;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //! use forten_core::error::ErrorResponseLayer;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-//! let rx = std::sync::Arc::new(tokio::sync::Mutex::new(Some(rx)));
-//! let svc = ServiceBuilder::new()
-//!     .layer(ErrorResponseLayer::new()) // Err(Overloaded) -> 503 OVERLOADED
-//!     .load_shed()                      // full -> fail at once
-//!     .concurrency_limit(1)             // at most one in flight
-//!     .service(service_fn(move |_req: http::Request<()>| {
-//!         let rx = rx.clone();
+//! let gate = Arc::new(Semaphore::new(0)); // holds the handler until we open it
+//! let handler = {
+//!     let gate = gate.clone();
+//!     service_fn(move |_req: http::Request<()>| {
+//!         let gate = gate.clone();
 //!         async move {
-//!             if let Some(rx) = rx.lock().await.take() { let _ = rx.await; }
+//!             gate.acquire().await?.forget();
 //!             Ok::<_, forten_core::BoxError>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
 //!         }
-//!     }));
+//!     })
+//! };
+//! let svc = ServiceBuilder::new()
+//!     .layer(ErrorResponseLayer::new()) // Err(Overloaded) -> 503 OVERLOADED document
+//!     .load_shed()                      // no permit -> fail at once, never queue
+//!     .concurrency_limit(1)             // at most one request in flight
+//!     .service(handler);
 //!
-//! let mut busy = svc.clone();
-//! let busy = tokio::spawn(async move { busy.ready().await.unwrap().call(http::Request::new(())).await });
-//! tokio::task::yield_now().await; // the first request now holds the only permit
-//! # for _ in 0..10 { tokio::task::yield_now().await; }
+//! let mut first = svc.clone();
+//! first.ready().await.unwrap();                            // takes the only permit
+//! let running = tokio::spawn(first.call(http::Request::new(())));
 //! let shed = svc.clone().oneshot(http::Request::new(())).await.unwrap();
 //! assert_eq!(shed.status(), 503);
-//! tx.send(()).unwrap();
-//! assert_eq!(busy.await.unwrap().unwrap().status(), 200);
+//! gate.add_permits(1);
+//! assert_eq!(running.await.unwrap().unwrap().status(), 200);
 //! # });
 //! ```

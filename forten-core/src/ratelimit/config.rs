@@ -24,7 +24,11 @@ pub struct RateLimitPolicy {
 impl RateLimitPolicy {
     /// `quota` requests per `window` under the name `name` (an sf-string in
     /// the headers: printable ASCII).
-    pub fn new(name: impl Into<Arc<str>>, quota: u32, window: Duration) -> Result<Self, ConfigError> {
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        quota: u32,
+        window: Duration,
+    ) -> Result<Self, ConfigError> {
         let name = name.into();
         if name.is_empty() || !name.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
             return Err(ConfigError::PolicyName);

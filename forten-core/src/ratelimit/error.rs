@@ -11,6 +11,8 @@ pub enum ConfigError {
     #[error("the window must be at least one millisecond")]
     ZeroWindow,
     /// The policy name is empty or not printable ASCII.
-    #[error("the policy name must be 1 or more printable ASCII characters (it is sent as an sf-string)")]
+    #[error(
+        "the policy name must be 1 or more printable ASCII characters (it is sent as an sf-string)"
+    )]
     PolicyName,
 }

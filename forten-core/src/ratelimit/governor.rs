@@ -36,7 +36,8 @@ impl Clock for TokioClock {
     }
 }
 
-type Limiter = RateLimiter<LimitKey, DashMapStateStore<LimitKey>, TokioClock, StateInformationMiddleware>;
+type Limiter =
+    RateLimiter<LimitKey, DashMapStateStore<LimitKey>, TokioClock, StateInformationMiddleware>;
 
 /// Keyed GCRA limits kept in this process (governor's keyed limiter on a
 /// sharded map), one budget per [`LimitKey`].

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::MemoryStore;
 use crate::idempotency::store::{Begin, Fingerprint, Lock, ScopeKey, StoredResponse};
 
-const TTL: Duration = Duration::from_millis(1000);
+const TTL: Duration = Duration::from_secs(1);
 const LOCK_TTL: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone)]
@@ -147,7 +147,11 @@ proptest! {
 
 #[test]
 fn evicts_oldest_within_bounds() {
-    let store = MemoryStore::builder().shards(1).max_entries(3).build().unwrap();
+    let store = MemoryStore::builder()
+        .shards(1)
+        .max_entries(3)
+        .build()
+        .unwrap();
     let now = Instant::now();
     let mut locks = Vec::new();
     for s in 0..5u8 {
@@ -159,23 +163,45 @@ fn evicts_oldest_within_bounds() {
     }
     // 0 and 1 were evicted, 2..5 are kept
     for s in 0..2u8 {
-        assert!(matches!(store.begin_at(now, &scope(s), &fingerprint(1), TTL), Begin::Acquired(_)));
+        assert!(matches!(
+            store.begin_at(now, &scope(s), &fingerprint(1), TTL),
+            Begin::Acquired(_)
+        ));
     }
     let kept = store.lock_shard(0).map.len();
     assert_eq!(kept, 3);
 
-    let by_bytes = MemoryStore::builder().shards(1).max_bytes(1024).build().unwrap();
-    let big = StoredResponse { body: Bytes::from(vec![0; 2000]), ..response(0) };
+    let by_bytes = MemoryStore::builder()
+        .shards(1)
+        .max_bytes(1024)
+        .build()
+        .unwrap();
+    let big = StoredResponse {
+        body: Bytes::from(vec![0; 2000]),
+        ..response(0)
+    };
     let Begin::Acquired(lock) = by_bytes.begin_at(now, &scope(9), &fingerprint(0), TTL) else {
         panic!("fresh scope must be acquired");
     };
-    assert!(!by_bytes.complete_at(now, &lock, &big, TTL), "larger than the budget: not stored");
-    assert!(matches!(by_bytes.begin_at(now, &scope(9), &fingerprint(0), TTL), Begin::Acquired(_)));
+    assert!(
+        !by_bytes.complete_at(now, &lock, &big, TTL),
+        "larger than the budget: not stored"
+    );
+    assert!(matches!(
+        by_bytes.begin_at(now, &scope(9), &fingerprint(0), TTL),
+        Begin::Acquired(_)
+    ));
 }
 
 #[test]
 fn builder_validates() {
     assert!(MemoryStore::builder().shards(0).build().is_err());
-    assert!(MemoryStore::builder().shards(4).max_entries(2).build().is_err());
+    assert!(
+        MemoryStore::builder()
+            .shards(4)
+            .max_entries(2)
+            .build()
+            .is_err()
+    );
     assert!(MemoryStore::builder().max_bytes(10).build().is_err());
 }
