@@ -401,7 +401,12 @@ mod tests {
 
     #[test]
     fn names() {
-        for ok in ["postgres:connections", "uptime", "auth-service:ready", "a:b"] {
+        for ok in [
+            "postgres:connections",
+            "uptime",
+            "auth-service:ready",
+            "a:b",
+        ] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
         for bad in ["", ":x", "x:", "a:b:c", "has space:x", "tab\t:x"] {

@@ -32,7 +32,9 @@ pub enum Error {
         name: String,
     },
     /// A failure or success threshold is zero.
-    #[error("check {name:?} has a {which} threshold of 0; thresholds count consecutive results and start at 1")]
+    #[error(
+        "check {name:?} has a {which} threshold of 0; thresholds count consecutive results and start at 1"
+    )]
     ZeroThreshold {
         /// The check.
         name: String,

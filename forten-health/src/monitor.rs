@@ -468,7 +468,11 @@ async fn run_round(inner: &Arc<Inner>) {
         let (index, result) = match joined {
             Ok((id, result)) => (ids.get(&id).copied(), result),
             Err(e) => {
-                let message = if e.is_panic() { "check panicked" } else { "check was cancelled" };
+                let message = if e.is_panic() {
+                    "check panicked"
+                } else {
+                    "check was cancelled"
+                };
                 (ids.get(&e.id()).copied(), CheckResult::fail(message))
             }
         };

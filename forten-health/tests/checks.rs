@@ -1,5 +1,6 @@
 //! The built-in checks against real sockets: HTTP peers on wiremock, TCP and Redis on loopback.
 //! Real time here (real I/O); nothing sleeps to wait, each round is awaited.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::time::Duration;
 
@@ -13,7 +14,10 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 /// Builds a monitor with one check, runs it once and returns that check's observation.
 async fn observe(check: Check) -> CheckReport {
     let name = check.name().to_owned();
-    let monitor = HealthMonitor::builder("svc", "1").check(check).build().unwrap();
+    let monitor = HealthMonitor::builder("svc", "1")
+        .check(check)
+        .build()
+        .unwrap();
     monitor.run_checks_once().await;
     let mut report = monitor.report(Endpoint::Health);
     report.checks.remove(&name).unwrap().remove(0)
@@ -31,35 +35,66 @@ async fn mock(server: &MockServer, route: &str, response: ResponseTemplate) {
 async fn http_check_passes_on_2xx_and_3xx_and_fails_otherwise() {
     let server = MockServer::start().await;
     mock(&server, "/ok", ResponseTemplate::new(204)).await;
-    mock(&server, "/moved", ResponseTemplate::new(302).insert_header("location", "/ok")).await;
-    mock(&server, "/broken", ResponseTemplate::new(500).set_body_string("boom")).await;
+    mock(
+        &server,
+        "/moved",
+        ResponseTemplate::new(302).insert_header("location", "/ok"),
+    )
+    .await;
+    mock(
+        &server,
+        "/broken",
+        ResponseTemplate::new(500).set_body_string("boom"),
+    )
+    .await;
     mock(&server, "/missing", ResponseTemplate::new(404)).await;
 
     let ok = observe(Check::http("api:ok", format!("{}/ok", server.uri()))).await;
     assert_eq!(ok.status, Status::Pass);
     assert_eq!(ok.observed_unit.as_deref(), Some("ms"));
-    assert!(ok.observed_value.as_ref().is_some_and(serde_json::Value::is_f64));
+    assert!(
+        ok.observed_value
+            .as_ref()
+            .is_some_and(serde_json::Value::is_f64)
+    );
     assert_eq!(ok.output, None);
 
     let moved = observe(Check::http("api:moved", format!("{}/moved", server.uri()))).await;
     assert_eq!(moved.status, Status::Pass);
 
-    let broken = observe(Check::http("api:broken", format!("{}/broken", server.uri()))).await;
+    let broken = observe(Check::http(
+        "api:broken",
+        format!("{}/broken", server.uri()),
+    ))
+    .await;
     assert_eq!(broken.status, Status::Fail);
     let output = broken.output.unwrap();
-    assert!(output.ends_with("/broken answered 500 Internal Server Error"), "{output}");
+    assert!(
+        output.ends_with("/broken answered 500 Internal Server Error"),
+        "{output}"
+    );
 
-    let missing = observe(Check::http("api:missing", format!("{}/missing", server.uri()))).await;
+    let missing = observe(Check::http(
+        "api:missing",
+        format!("{}/missing", server.uri()),
+    ))
+    .await;
     assert_eq!(missing.status, Status::Fail);
 }
 
 #[tokio::test]
 async fn http_check_times_out_on_a_slow_peer() {
     let server = MockServer::start().await;
-    mock(&server, "/slow", ResponseTemplate::new(200).set_delay(Duration::from_secs(30))).await;
+    mock(
+        &server,
+        "/slow",
+        ResponseTemplate::new(200).set_delay(Duration::from_secs(30)),
+    )
+    .await;
     let start = std::time::Instant::now();
     let slow = observe(
-        Check::http("api:slow", format!("{}/slow", server.uri())).timeout(Duration::from_millis(100)),
+        Check::http("api:slow", format!("{}/slow", server.uri()))
+            .timeout(Duration::from_millis(100)),
     )
     .await;
     assert!(start.elapsed() < Duration::from_secs(5));
@@ -81,7 +116,10 @@ async fn http_check_fails_when_nothing_listens() {
     let down = observe(Check::http("api:down", format!("http://{address}/"))).await;
     assert_eq!(down.status, Status::Fail);
     let output = down.output.unwrap();
-    assert!(output.starts_with(&format!("GET http://{address}/ failed")), "{output}");
+    assert!(
+        output.starts_with(&format!("GET http://{address}/ failed")),
+        "{output}"
+    );
 }
 
 #[tokio::test]
@@ -95,10 +133,14 @@ async fn tcp_check_passes_when_the_port_accepts_and_fails_when_closed() {
     let address = closed_port().await;
     let down = observe(Check::tcp("db:connect", &address)).await;
     assert_eq!(down.status, Status::Fail);
-    assert!(down.output.unwrap().starts_with(&format!("connect to {address} failed")));
+    assert!(
+        down.output
+            .unwrap()
+            .starts_with(&format!("connect to {address} failed"))
+    );
 }
 
-fn health_json(status: &str, extra: serde_json::Value) -> ResponseTemplate {
+fn health_json(status: &str, extra: &serde_json::Value) -> ResponseTemplate {
     let mut body = json!({"status": status, "serviceId": "events-service", "releaseId": "1.0.0"});
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());
@@ -110,12 +152,15 @@ fn health_json(status: &str, extra: serde_json::Value) -> ResponseTemplate {
 #[tokio::test]
 async fn the_gateway_reports_each_upstream_as_a_component() {
     let events = MockServer::start().await;
-    mock(&events, "/health/ready", health_json("pass", json!({}))).await;
+    mock(&events, "/health/ready", health_json("pass", &json!({}))).await;
     let auth = MockServer::start().await;
     mock(
         &auth,
         "/health/ready",
-        health_json("fail", json!({"serviceId": "auth-service", "output": "shutting down"})),
+        health_json(
+            "fail",
+            &json!({"serviceId": "auth-service", "output": "shutting down"}),
+        ),
     )
     .await;
     let notify = MockServer::start().await;
@@ -124,20 +169,34 @@ async fn the_gateway_reports_each_upstream_as_a_component() {
         "/health/ready",
         health_json(
             "warn",
-            json!({"serviceId": "notification-service",
+            &json!({"serviceId": "notification-service",
                    "checks": {"rabbitmq:connection": [{"status": "warn", "output": "reconnecting"}]}}),
         ),
     )
     .await;
     let plain = MockServer::start().await;
-    mock(&plain, "/health/ready", ResponseTemplate::new(200).set_body_string("OK")).await;
+    mock(
+        &plain,
+        "/health/ready",
+        ResponseTemplate::new(200).set_body_string("OK"),
+    )
+    .await;
 
     let auth_url = format!("{}/health/ready", auth.uri());
     let monitor = HealthMonitor::builder("api-gateway", "1.0.0")
-        .check(Check::upstream("events-service", format!("{}/health/ready", events.uri())))
+        .check(Check::upstream(
+            "events-service",
+            format!("{}/health/ready", events.uri()),
+        ))
         .check(Check::upstream("auth-service", &auth_url))
-        .check(Check::upstream("notification-service", format!("{}/health/ready", notify.uri())))
-        .check(Check::upstream("legacy-service", format!("{}/health/ready", plain.uri())))
+        .check(Check::upstream(
+            "notification-service",
+            format!("{}/health/ready", notify.uri()),
+        ))
+        .check(Check::upstream(
+            "legacy-service",
+            format!("{}/health/ready", plain.uri()),
+        ))
         .build()
         .unwrap();
     monitor.run_checks_once().await;
@@ -153,7 +212,11 @@ async fn the_gateway_reports_each_upstream_as_a_component() {
     assert_eq!(events.observed_unit.as_deref(), Some("ms"));
 
     let auth = get("auth-service:ready");
-    assert_eq!(auth.status, Status::Warn, "non-critical: fail shows as warn");
+    assert_eq!(
+        auth.status,
+        Status::Warn,
+        "non-critical: fail shows as warn"
+    );
     assert_eq!(auth.output.as_deref(), Some("shutting down"));
     assert_eq!(auth.component_id.as_deref(), Some("auth-service"));
 
@@ -165,15 +228,16 @@ async fn the_gateway_reports_each_upstream_as_a_component() {
 
     // A peer the gateway cannot work without.
     let critical = HealthMonitor::builder("api-gateway", "1.0.0")
-        .check(
-            Check::upstream("auth-service", &auth_url).critical(true),
-        )
+        .check(Check::upstream("auth-service", &auth_url).critical(true))
         .build()
         .unwrap();
     critical.run_checks_once().await;
     let report = critical.report(Endpoint::Ready);
     assert_eq!(report.status, Status::Fail);
-    assert_eq!(report.checks["auth-service:ready"][0].output.as_deref(), Some("shutting down"));
+    assert_eq!(
+        report.checks["auth-service:ready"][0].output.as_deref(),
+        Some("shutting down")
+    );
 }
 
 /// A one-connection fake Redis: checks the commands it receives and answers `replies` in turn.
@@ -189,7 +253,11 @@ async fn fake_redis(expect: &'static [u8], replies: &'static [&'static [u8]]) ->
             received.extend_from_slice(&buf[..n]);
             socket.write_all(reply).await.unwrap();
         }
-        assert!(received.starts_with(expect), "{:?}", String::from_utf8_lossy(&received));
+        assert!(
+            received.starts_with(expect),
+            "{:?}",
+            String::from_utf8_lossy(&received)
+        );
     });
     address
 }
@@ -201,14 +269,21 @@ async fn redis_check_speaks_resp() {
     assert_eq!(up.status, Status::Pass);
     assert_eq!(up.component_type.as_deref(), Some("datastore"));
 
-    let address = fake_redis(b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n", &[b"+OK\r\n", b"+PONG\r\n"]).await;
+    let address = fake_redis(
+        b"*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n",
+        &[b"+OK\r\n", b"+PONG\r\n"],
+    )
+    .await;
     let up = observe(Check::redis_with_auth("redis:ping", &address, None, "pw")).await;
     assert_eq!(up.status, Status::Pass);
 
     let address = fake_redis(b"*2\r\n$4\r\nAUTH", &[b"-WRONGPASS invalid password\r\n"]).await;
     let down = observe(Check::redis_with_auth("redis:ping", &address, None, "bad")).await;
     assert_eq!(down.status, Status::Fail);
-    assert_eq!(down.output.as_deref(), Some("AUTH was refused: -WRONGPASS invalid password"));
+    assert_eq!(
+        down.output.as_deref(),
+        Some("AUTH was refused: -WRONGPASS invalid password")
+    );
 
     let address = fake_redis(b"*1\r\n$4\r\nPING", &[b"-LOADING Redis is loading\r\n"]).await;
     let down = observe(Check::redis("redis:ping", &address)).await;

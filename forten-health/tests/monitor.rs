@@ -1,4 +1,5 @@
 //! Behaviour of the monitor and its endpoints, on paused tokio time.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -55,7 +56,9 @@ async fn hanging_check_is_cut_off_by_its_timeout_without_delaying_the_endpoint()
             Check::from_fn("slow:ping", std::future::pending::<CheckResult>)
                 .timeout(Duration::from_secs(1)),
         )
-        .check(Check::from_fn("fast:ping", || async { CheckResult::pass() }))
+        .check(Check::from_fn("fast:ping", || async {
+            CheckResult::pass()
+        }))
         .build()
         .unwrap();
     let started = tokio::time::Instant::now();
@@ -75,11 +78,18 @@ async fn hanging_check_is_cut_off_by_its_timeout_without_delaying_the_endpoint()
     assert_eq!(json["checks"]["slow:ping"][0]["output"], "not checked yet");
 
     round.await.unwrap();
-    assert_eq!(started.elapsed(), Duration::from_secs(1), "cut off at the timeout");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "cut off at the timeout"
+    );
     let json = body_json(get(&monitor, "/health/ready")).await;
     assert_eq!(json["status"], "fail");
     assert_eq!(json["checks"]["slow:ping"][0]["status"], "fail");
-    assert_eq!(json["checks"]["slow:ping"][0]["output"], "timed out after 1s");
+    assert_eq!(
+        json["checks"]["slow:ping"][0]["output"],
+        "timed out after 1s"
+    );
     assert_eq!(json["checks"]["fast:ping"][0]["status"], "pass");
 }
 
@@ -126,7 +136,9 @@ async fn flapping_is_damped_by_the_thresholds() {
 #[tokio::test(start_paused = true)]
 async fn live_stays_200_while_every_dependency_is_down() {
     let monitor = HealthMonitor::builder("svc", "1.0.0")
-        .check(Check::from_fn("db:ping", || async { CheckResult::fail("down") }))
+        .check(Check::from_fn("db:ping", || async {
+            CheckResult::fail("down")
+        }))
         .check(Check::from_bool("bus:connection", || false))
         .check(Check::from_fn("cache:ping", || async { CheckResult::fail("down") }).informational())
         .build()
@@ -137,7 +149,11 @@ async fn live_stays_200_while_every_dependency_is_down() {
     let json = body_json(live).await;
     assert_eq!(json["status"], "pass");
     let checks = json["checks"].as_object().unwrap();
-    assert_eq!(checks.keys().collect::<Vec<_>>(), ["uptime"], "no dependency on live");
+    assert_eq!(
+        checks.keys().collect::<Vec<_>>(),
+        ["uptime"],
+        "no dependency on live"
+    );
     assert_eq!(json["checks"]["uptime"][0]["componentType"], "system");
     assert_eq!(json["checks"]["uptime"][0]["observedUnit"], "s");
 
@@ -187,8 +203,12 @@ async fn ready_turns_503_on_a_critical_failure_and_on_shutdown() {
 async fn a_warn_level_failure_still_answers_200() {
     let monitor = HealthMonitor::builder("svc", "1.0.0")
         .check(Check::from_fn("db:ping", || async { CheckResult::pass() }))
-        .check(Check::from_fn("search:ping", || async { CheckResult::fail("refused") }).non_critical())
-        .check(Check::from_fn("disk:free", || async { CheckResult::warn("90% full") }))
+        .check(
+            Check::from_fn("search:ping", || async { CheckResult::fail("refused") }).non_critical(),
+        )
+        .check(Check::from_fn("disk:free", || async {
+            CheckResult::warn("90% full")
+        }))
         .build()
         .unwrap();
     monitor.run_checks_once().await;
@@ -201,7 +221,10 @@ async fn a_warn_level_failure_still_answers_200() {
         assert_eq!(json["checks"]["search:ping"][0]["output"], "refused");
         assert_eq!(json["checks"]["disk:free"][0]["status"], "warn");
         assert_eq!(json["checks"]["disk:free"][0]["output"], "90% full");
-        assert_eq!(json["output"], "search:ping warn, disk:free warn", "in registration order");
+        assert_eq!(
+            json["output"], "search:ping warn, disk:free warn",
+            "in registration order"
+        );
     }
 }
 
@@ -209,7 +232,10 @@ fn assert_rfc3339(value: &Value) {
     let s = value.as_str().expect("time is a string");
     let b = s.as_bytes();
     assert_eq!(b.len(), 20, "{s}");
-    assert!(b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':', "{s}");
+    assert!(
+        b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':',
+        "{s}"
+    );
     assert_eq!(b[19], b'Z', "{s}");
 }
 
@@ -233,13 +259,24 @@ async fn json_matches_the_drafts_shape() {
         .unwrap();
     monitor.run_checks_once().await;
     let response = get(&monitor, "/health");
-    assert_eq!(response.headers()["content-type"], "application/health+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/health+json"
+    );
     assert_eq!(response.headers()["cache-control"], "no-store");
     let json = body_json(response).await;
     let top: Vec<&String> = json.as_object().unwrap().keys().collect();
     assert_eq!(
         top,
-        ["checks", "description", "output", "releaseId", "serviceId", "status", "version"]
+        [
+            "checks",
+            "description",
+            "output",
+            "releaseId",
+            "serviceId",
+            "status",
+            "version"
+        ]
     );
     assert_eq!(json["status"], "warn");
     assert_eq!(json["version"], "1");
@@ -271,7 +308,10 @@ async fn json_matches_the_drafts_shape() {
     // A passing service sends no top-level output.
     let monitor = HealthMonitor::builder("svc", "2.3.4").build().unwrap();
     let json = body_json(get(&monitor, "/health/ready")).await;
-    assert_eq!(json, serde_json::json!({"status":"pass","version":"2","releaseId":"2.3.4","serviceId":"svc"}));
+    assert_eq!(
+        json,
+        serde_json::json!({"status":"pass","version":"2","releaseId":"2.3.4","serviceId":"svc"})
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -281,13 +321,23 @@ async fn headers_methods_and_paths() {
     for path in ["/health", "/health/", "/health/live", "/health/ready"] {
         let response = call_now(&routes, Method::GET, path);
         assert_eq!(response.status(), 200, "{path}");
-        assert_eq!(response.headers()["content-type"], "application/health+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/health+json"
+        );
         assert_eq!(response.headers()["cache-control"], "no-store");
     }
     let head = call_now(&routes, Method::HEAD, "/health/ready");
     assert_eq!(head.status(), 200);
     assert_eq!(head.headers()["content-type"], "application/health+json");
-    assert!(head.into_body().collect().await.unwrap().to_bytes().is_empty());
+    assert!(
+        head.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
 
     let post = call_now(&routes, Method::POST, "/health/ready");
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
@@ -301,7 +351,11 @@ async fn headers_methods_and_paths() {
         let response = call_now(&nested, Method::GET, path);
         assert_eq!(response.status(), 200, "{path:?}");
         let json = body_json(response).await;
-        assert_eq!(json["checks"].get("uptime").is_some(), path != "/ready", "{path:?}");
+        assert_eq!(
+            json["checks"].get("uptime").is_some(),
+            path != "/ready",
+            "{path:?}"
+        );
     }
     assert_eq!(call_now(&nested, Method::GET, "/health").status(), 404);
 }
@@ -332,7 +386,11 @@ async fn a_stale_result_warns_and_a_stale_failure_still_fails() {
         .unwrap();
     monitor.run_checks_once().await;
     tokio::time::advance(Duration::from_secs(30)).await;
-    assert_eq!(monitor.report(Endpoint::Ready).status, Status::Pass, "at the limit");
+    assert_eq!(
+        monitor.report(Endpoint::Ready).status,
+        Status::Pass,
+        "at the limit"
+    );
     tokio::time::advance(Duration::from_secs(1)).await;
     let response = get(&monitor, "/health/ready");
     assert_eq!(response.status(), 200);
@@ -426,27 +484,62 @@ async fn informational_checks_show_on_health_only() {
 fn the_builder_says_what_is_wrong() {
     let build = |check: Check| HealthMonitor::builder("svc", "1").check(check).build();
     let ok = || Check::from_bool("db:ping", || true);
-    assert!(matches!(build(Check::from_bool("a b", || true)), Err(Error::InvalidName { .. })));
-    assert!(matches!(build(Check::from_bool("a:b:c", || true)), Err(Error::InvalidName { .. })));
-    assert!(matches!(build(ok().timeout(Duration::ZERO)), Err(Error::ZeroTimeout { .. })));
+    assert!(matches!(
+        build(Check::from_bool("a b", || true)),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        build(Check::from_bool("a:b:c", || true)),
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        build(ok().timeout(Duration::ZERO)),
+        Err(Error::ZeroTimeout { .. })
+    ));
     assert!(matches!(
         build(ok().failure_threshold(0)),
-        Err(Error::ZeroThreshold { which: "failure", .. })
+        Err(Error::ZeroThreshold {
+            which: "failure",
+            ..
+        })
     ));
     assert!(matches!(
         build(ok().success_threshold(0)),
-        Err(Error::ZeroThreshold { which: "success", .. })
+        Err(Error::ZeroThreshold {
+            which: "success",
+            ..
+        })
     ));
-    assert!(matches!(build(Check::tcp("db:tcp", "localhost")), Err(Error::InvalidAddress { .. })));
-    assert!(matches!(build(Check::tcp("db:tcp", ":5432")), Err(Error::InvalidAddress { .. })));
-    assert!(matches!(build(Check::tcp("db:tcp", "h:0")), Err(Error::InvalidAddress { .. })));
+    assert!(matches!(
+        build(Check::tcp("db:tcp", "localhost")),
+        Err(Error::InvalidAddress { .. })
+    ));
+    assert!(matches!(
+        build(Check::tcp("db:tcp", ":5432")),
+        Err(Error::InvalidAddress { .. })
+    ));
+    assert!(matches!(
+        build(Check::tcp("db:tcp", "h:0")),
+        Err(Error::InvalidAddress { .. })
+    ));
     assert!(build(Check::tcp("db:tcp", "[::1]:5432")).is_ok());
-    assert!(matches!(build(Check::http("api:get", "/ping")), Err(Error::InvalidUrl { .. })));
-    assert!(matches!(build(Check::redis("redis:ping", "redis")), Err(Error::InvalidAddress { .. })));
+    assert!(matches!(
+        build(Check::http("api:get", "/ping")),
+        Err(Error::InvalidUrl { .. })
+    ));
+    assert!(matches!(
+        build(Check::redis("redis:ping", "redis")),
+        Err(Error::InvalidAddress { .. })
+    ));
 
-    let dup = HealthMonitor::builder("svc", "1").check(ok()).check(ok()).build();
+    let dup = HealthMonitor::builder("svc", "1")
+        .check(ok())
+        .check(ok())
+        .build();
     assert!(matches!(dup, Err(Error::DuplicateName { .. })));
-    let zero = HealthMonitor::builder("svc", "1").interval(Duration::ZERO).build();
+    let zero = HealthMonitor::builder("svc", "1")
+        .interval(Duration::ZERO)
+        .build();
     assert!(matches!(zero, Err(Error::ZeroInterval)));
     let stale = HealthMonitor::builder("svc", "1")
         .interval(Duration::from_secs(10))

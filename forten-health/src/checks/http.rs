@@ -49,9 +49,13 @@ fn parse_uri(name: &str, url: &str, require_http: bool) -> Result<Uri, Error> {
         url: url.to_owned(),
         reason,
     };
-    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| invalid(e.to_string()))?;
     if uri.authority().is_none() {
-        return Err(invalid("it has no host; use an absolute URL like http://host:port/path".to_owned()));
+        return Err(invalid(
+            "it has no host; use an absolute URL like http://host:port/path".to_owned(),
+        ));
     }
     match uri.scheme_str() {
         Some("http") => Ok(uri),
@@ -116,14 +120,18 @@ where
             let start = Instant::now();
             let response = match response.await {
                 Ok(r) => r,
-                Err(e) => return CheckResult::fail(format!("GET {uri} failed: {}", error_chain(&e))),
+                Err(e) => {
+                    return CheckResult::fail(format!("GET {uri} failed: {}", error_chain(&e)));
+                }
             };
             let status = response.status();
             // Reading the body lets the connection go back to the pool.
             let body = Limited::new(response.into_body(), MAX_BODY).collect().await;
             let elapsed = start.elapsed();
             let result = match mode {
-                Mode::Status if status.is_success() || status.is_redirection() => CheckResult::pass(),
+                Mode::Status if status.is_success() || status.is_redirection() => {
+                    CheckResult::pass()
+                }
                 Mode::Status => CheckResult::fail(format!("GET {uri} answered {status}")),
                 Mode::Upstream => match body {
                     Ok(body) => judge_upstream(status, &body.to_bytes(), service.as_deref()),
@@ -230,7 +238,10 @@ mod tests {
         let ok = http::StatusCode::OK;
         let down = http::StatusCode::SERVICE_UNAVAILABLE;
         let r = judge_upstream(ok, br#"{"status":"pass","serviceId":"auth"}"#, Some("x"));
-        assert_eq!((r.status, r.component_id.as_deref()), (Status::Pass, Some("auth")));
+        assert_eq!(
+            (r.status, r.component_id.as_deref()),
+            (Status::Pass, Some("auth"))
+        );
         let r = judge_upstream(
             ok,
             br#"{"status":"warn","checks":{"redis:ping":[{"status":"warn"}]}}"#,
@@ -240,7 +251,10 @@ mod tests {
         assert_eq!(r.output.as_deref(), Some("redis:ping warn"));
         assert_eq!(r.component_id.as_deref(), Some("x"));
         let r = judge_upstream(down, br#"{"status":"fail","output":"shutting down"}"#, None);
-        assert_eq!((r.status, r.output.as_deref()), (Status::Fail, Some("shutting down")));
+        assert_eq!(
+            (r.status, r.output.as_deref()),
+            (Status::Fail, Some("shutting down"))
+        );
         assert_eq!(judge_upstream(ok, b"OK", None).status, Status::Pass);
         assert_eq!(judge_upstream(down, b"", None).status, Status::Fail);
     }
