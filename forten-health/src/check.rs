@@ -261,6 +261,8 @@ impl Check {
     }
 
     /// A check around a synchronous `bool` (true = pass, false = fail "not connected").
+    /// The closure must be cheap and must not block (read a flag, not a socket): the
+    /// timeout cannot interrupt synchronous code. For I/O use [`Check::from_fn`].
     ///
     /// This is how a message bus plugs in without either crate depending on the other:
     /// forten-events' bus exposes `is_connected()`, and the closure reads it.
@@ -359,6 +361,11 @@ pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
         name: name.to_owned(),
         reason,
     };
+    if name == "uptime" {
+        return Err(invalid(
+            "`uptime` is the built-in uptime entry; pick another name",
+        ));
+    }
     if name.is_empty() {
         return Err(invalid("it is empty"));
     }
@@ -380,36 +387,16 @@ pub(crate) fn validate_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Formats an error and its sources: `outer: inner: innermost`.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names() {
-        for ok in [
-            "postgres:connections",
-            "uptime",
-            "auth-service:ready",
-            "a:b",
-        ] {
+        for ok in ["postgres:connections", "disk", "auth-service:ready", "a:b"] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ":x", "x:", "a:b:c", "has space:x", "tab\t:x"] {
+        for bad in ["", ":x", "x:", "a:b:c", "has space:x", "tab\t:x", "uptime"] {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -454,10 +454,12 @@ async fn run_round(inner: &Arc<Inner>) {
     let mut set = JoinSet::new();
     let mut ids = HashMap::with_capacity(inner.checks.len());
     for (index, entry) in inner.checks.iter().enumerate() {
-        let probe = entry.probe.probe();
+        let probe = Arc::clone(&entry.probe);
         let timeout = entry.timeout;
+        // `probe()` is called inside the task, so a probe that panics, even before its
+        // future exists, fails its own check and nothing else.
         let handle = set.spawn(async move {
-            match tokio::time::timeout(timeout, probe).await {
+            match tokio::time::timeout(timeout, probe.probe()).await {
                 Ok(result) => result,
                 Err(_) => CheckResult::fail(format!("timed out after {timeout:?}")),
             }

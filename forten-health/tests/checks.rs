@@ -1,5 +1,6 @@
 //! The built-in checks against real sockets: HTTP peers on wiremock, TCP and Redis on loopback.
 //! Real time here (real I/O); nothing sleeps to wait, each round is awaited.
+#![cfg(all(feature = "http-check", feature = "redis"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::time::Duration;

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::time::Instant;
 
-use crate::check::{Check, CheckResult, Probe, ProbeFuture, error_chain};
+use crate::check::{Check, CheckResult, Probe, ProbeFuture};
 use crate::error::Error;
 use crate::report::{ComponentType, HealthReport, Status};
 
@@ -105,6 +105,21 @@ fn upstream_output(report: &HealthReport) -> String {
     } else {
         bad.join(", ")
     }
+}
+
+/// Formats an error and its sources: `outer: inner: innermost`.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl<C> Probe for HttpProbe<C>
