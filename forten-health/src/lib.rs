@@ -12,11 +12,15 @@
 //! pass and warn answer 200, fail 503, always with `Cache-Control: no-store`. The body follows
 //! the IETF draft "Health Check Response Format for HTTP APIs" ([`HealthReport`]).
 //!
-//! Checks: [`Check::tcp`], [`Check::http`], [`Check::redis`] (RESP `PING`, no client library),
-//! [`Check::from_fn`] / [`Check::from_bool`] for anything else (a message bus's
-//! `is_connected()`, a pool's size), and [`Check::upstream`], the gateway's view of its peers'
-//! `/health/ready`. Each check has a timeout, a criticality (`fail` or only `warn`), a kind
-//! (readiness or informational) and failure/success thresholds that damp flapping.
+//! Checks: [`Check::tcp`], [`Check::http`], [`Check::redis`] (RESP `PING`),
+//! [`Check::postgres`] (the `pg_isready` question; these two speak the wire protocol themselves,
+//! no client library), [`Check::from_fn`] / [`Check::from_bool`] for anything else (a message
+//! bus's `is_connected()`, a pool's size), and [`Check::upstream`], the gateway's view of its
+//! peers' `/health/ready`. Each check has a timeout, a criticality (`fail` or only `warn`), a
+//! kind (readiness or informational) and failure/success thresholds that damp flapping.
+//!
+//! Cargo features, all on by default: `http-check` ([`Check::http`], [`Check::upstream`];
+//! pulls in hyper-util's client), `redis` and `postgres` (no dependency).
 //!
 //! ```
 //! use std::time::Duration;

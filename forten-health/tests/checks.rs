@@ -1,6 +1,6 @@
 //! The built-in checks against real sockets: HTTP peers on wiremock, TCP and Redis on loopback.
 //! Real time here (real I/O); nothing sleeps to wait, each round is awaited.
-#![cfg(all(feature = "http-check", feature = "redis"))]
+#![cfg(all(feature = "http-check", feature = "redis", feature = "postgres"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use std::time::Duration;
@@ -302,5 +302,73 @@ async fn redis_check_speaks_resp() {
 #[ignore = "needs Redis: run scripts/test"]
 async fn redis_check_against_a_real_server() {
     let up = observe(Check::redis("redis:ping", "127.0.0.1:6379")).await;
+    assert_eq!(up.status, Status::Pass, "{:?}", up.output);
+}
+
+/// A one-connection fake Postgres: reads the startup message, answers `reply`.
+async fn fake_postgres(reply: &'static [u8]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(
+            buf[..n].windows(5).any(|w| w == b"user\0"),
+            "a startup message"
+        );
+        socket.write_all(reply).await.unwrap();
+        let _ = socket.read(&mut buf).await; // the client's Terminate
+    });
+    address
+}
+
+fn pg_message(tag: u8, body: &[u8]) -> &'static [u8] {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out.leak()
+}
+
+#[tokio::test]
+async fn postgres_check_judges_like_pg_isready() {
+    // SCRAM requested: up.
+    let address = fake_postgres(pg_message(b'R', &10u32.to_be_bytes())).await;
+    let up = observe(Check::postgres("postgres:ready", &address)).await;
+    assert_eq!(up.status, Status::Pass);
+    assert_eq!(up.component_type.as_deref(), Some("datastore"));
+    assert_eq!(up.observed_unit.as_deref(), Some("ms"));
+
+    let starting = pg_message(
+        b'E',
+        b"SFATAL\0C57P03\0Mthe database system is starting up\0\0",
+    );
+    let down = observe(Check::postgres(
+        "postgres:ready",
+        fake_postgres(starting).await,
+    ))
+    .await;
+    assert_eq!(down.status, Status::Fail);
+    assert_eq!(
+        down.output.as_deref(),
+        Some("rejecting connections: the database system is starting up")
+    );
+
+    let down = observe(Check::postgres("postgres:ready", closed_port().await)).await;
+    assert_eq!(down.status, Status::Fail);
+}
+
+#[tokio::test]
+#[ignore = "needs Postgres on 127.0.0.1:5432 (scripts/test must start it)"]
+async fn postgres_check_against_a_real_server() {
+    let up = observe(Check::postgres("postgres:ready", "127.0.0.1:5432")).await;
+    assert_eq!(up.status, Status::Pass, "{:?}", up.output);
+    let up = observe(Check::postgres_with_user(
+        "postgres:ready",
+        "127.0.0.1:5432",
+        "forten-probe",
+        "nope",
+    ))
+    .await;
     assert_eq!(up.status, Status::Pass, "{:?}", up.output);
 }

@@ -273,4 +273,13 @@ mod tests {
         assert_eq!(judge_upstream(ok, b"OK", None).status, Status::Pass);
         assert_eq!(judge_upstream(down, b"", None).status, Status::Fail);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_upstream_body_is_judged_without_panicking(code in 100u16..600, body: Vec<u8>) {
+            let status = http::StatusCode::from_u16(code).unwrap();
+            let r = judge_upstream(status, &body, Some("peer"));
+            proptest::prop_assert!(r.status == Status::Pass || r.output.is_some());
+        }
+    }
 }

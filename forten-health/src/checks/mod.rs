@@ -2,6 +2,8 @@
 
 #[cfg(feature = "http-check")]
 mod http;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod tcp;
