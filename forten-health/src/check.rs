@@ -142,7 +142,8 @@ pub enum CheckKind {
 /// consecutive successes, like a Kubernetes readiness probe. Once healthy, it reports
 /// `fail` only after `failure_threshold` consecutive failures; the failures before that
 /// report `warn` (still HTTP 200), so a flapping dependency does not flap readiness.
-/// A non-critical check reports `warn` where a critical one reports `fail`.
+/// A non-critical check reports `warn` where a critical one reports `fail`. A probe's own
+/// `warn` counts as a success for the thresholds and is reported as `warn`.
 ///
 /// ```
 /// use std::time::Duration;
