@@ -15,6 +15,7 @@ pub mod correlation;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+mod random;
 pub mod time;
 
 pub use error::Error;
