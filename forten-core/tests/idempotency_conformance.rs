@@ -517,3 +517,40 @@ mod redis {
 
     all_cases!(redis_cases);
 }
+
+/// In a real stack: the correlation id of the retry lands in the error
+/// documents and on replays, and hop-by-hop fields are not replayed.
+#[tokio::test(start_paused = true)]
+async fn inside_the_correlation_layer() {
+    use forten_core::correlation::CorrelationLayer;
+
+    let handler = service_fn(|_req: Request<InBody>| async {
+        let mut res = Response::new(Full::new(Bytes::from_static(b"made")));
+        res.headers_mut()
+            .insert("transfer-encoding", "chunked".parse().unwrap());
+        res.headers_mut()
+            .insert("x-made-by", "handler".parse().unwrap());
+        Ok::<_, BoxError>(res)
+    });
+    let svc =
+        CorrelationLayer::new().layer(IdempotencyLayer::new(MemoryStore::new()).layer(handler));
+    let with_id = |id: &str, key: &str| {
+        Request::post("/orders")
+            .header("x-correlation-id", id)
+            .header("idempotency-key", key)
+            .body(Full::new(Bytes::from_static(b"a")))
+            .unwrap()
+    };
+    let bad = send(&svc, with_id("corr-1", "\"\"")).await.unwrap();
+    assert_eq!(bad.status, 400);
+    let doc = ErrorDocument::from_slice(&bad.body).unwrap();
+    assert_eq!(doc.errors[0].meta.request_id.as_deref(), Some("corr-1"));
+
+    let first = send(&svc, with_id("corr-2", "\"k\"")).await.unwrap();
+    assert!(first.headers.contains_key("transfer-encoding"));
+    let replay = send(&svc, with_id("corr-3", "\"k\"")).await.unwrap();
+    assert!(replay.replayed());
+    assert_eq!(replay.headers["x-correlation-id"], "corr-3");
+    assert_eq!(replay.headers["x-made-by"], "handler");
+    assert!(!replay.headers.contains_key("transfer-encoding"));
+}

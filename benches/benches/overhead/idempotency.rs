@@ -49,6 +49,21 @@ fn keyed_post() -> Request<Body> {
 }
 
 pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
+    // the handler alone with the same requests: what the layer adds is the difference
+    let mut bare = handler();
+    report_allocations("idempotency_passthrough/bare", 10_000, || {
+        black_box(call_ready(&mut bare, get().map(Either::Left)).ok());
+    });
+    g.bench_function("idempotency_passthrough/bare", |b| {
+        b.iter(|| black_box(call_ready(&mut bare, get().map(Either::Left)).ok()));
+    });
+    report_allocations("idempotency_replay/bare", 10_000, || {
+        black_box(call_ready(&mut bare, keyed_post().map(Either::Left)).ok());
+    });
+    g.bench_function("idempotency_replay/bare", |b| {
+        b.iter(|| black_box(call_ready(&mut bare, keyed_post().map(Either::Left)).ok()));
+    });
+
     let mut passthrough = IdempotencyLayer::new(MemoryStore::new()).layer(handler());
     report_allocations("idempotency_passthrough", 10_000, || {
         black_box(call_ready(&mut passthrough, get()).ok());

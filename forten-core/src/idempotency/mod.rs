@@ -25,7 +25,10 @@
 //!
 //! The inner service sees `Request<Either<ReqBody, Full<Bytes>>>`: the
 //! original body for requests the layer does not touch, the buffered one for
-//! keyed requests.
+//! keyed requests. Place the layer inside the `CorrelationLayer` (so error
+//! documents carry the request's id and a replay gets the retry's
+//! `x-correlation-id`, not the first request's) and inside authentication
+//! (so the [`ClientIdentity`] is known).
 //!
 //! ```
 //! use bytes::Bytes;
@@ -246,9 +249,13 @@ where
     let response = inner.call(req).await.map_err(Into::into)?;
     let (head, body) = response.into_parts();
     let body = body.collect().await.map_err(Into::into)?.to_bytes();
+    let mut headers = head.headers.clone();
+    for hop in HOP_BY_HOP {
+        headers.remove(hop);
+    }
     let stored = StoredResponse {
         status: head.status,
-        headers: head.headers.clone(),
+        headers,
         body: body.clone(),
     };
     if let Some(lock) = guard.lock.take() {
@@ -266,6 +273,18 @@ where
     }
     Ok(Response::from_parts(head, Full::new(body)))
 }
+
+/// Connection-level fields that describe one transfer, not the response: not
+/// stored (the replayed body is sent whole, with its own framing).
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// Releases an acquired lock unless the request completed: on `Err`, on a
 /// dropped future and on a panic alike.
