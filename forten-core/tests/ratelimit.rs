@@ -302,3 +302,19 @@ mod redis {
         assert!(allowed, "budget never refilled");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_keys_are_forgotten() {
+    let backend = std::sync::Arc::new(GovernorBackend::new(policy(10, 1)));
+    let svc = RateLimitLayer::with_shared(backend.clone(), KeyExtractor::ip()).layer(ok_service());
+    for i in 0..100u8 {
+        let mut r = Request::new(());
+        r.extensions_mut()
+            .insert(std::net::IpAddr::from([10, 0, 0, i]));
+        assert_eq!(status(&svc, r).await.status(), 200);
+    }
+    assert_eq!(backend.len(), 100);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    backend.retain_recent();
+    assert!(backend.is_empty());
+}

@@ -1,6 +1,7 @@
 //! [`GovernorBackend`]: in-process GCRA limits on the governor crate.
 
 use std::future::{Ready, ready};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -47,13 +48,15 @@ type Limiter =
 /// exceed the exact figure by less than one interval (a conservative bound:
 /// governor does not expose the exact arrival time).
 ///
-/// Keys are kept until [`retain_recent`](Self::retain_recent) drops those
-/// whose budget is full again: call it now and then (e.g. every minute) when
-/// keys come from unbounded sets such as IPs.
+/// Keys whose budget is full again carry no information and are dropped:
+/// every [`HOUSEKEEPING_EVERY`](Self::HOUSEKEEPING_EVERY) checks the backend
+/// runs [`retain_recent`](Self::retain_recent) itself, so keys from unbounded
+/// sets such as IPs do not grow the map forever.
 #[derive(Debug)]
 pub struct GovernorBackend {
     limiter: Limiter,
     policy: RateLimitPolicy,
+    checks: AtomicU64,
 }
 
 impl GovernorBackend {
@@ -64,8 +67,15 @@ impl GovernorBackend {
             .allow_burst(std::num::NonZeroU32::new(policy.quota()).unwrap_or_else(nonzero_ext_one));
         let limiter: Limiter =
             RateLimiter::new(quota, DashMapStateStore::default(), TokioClock::default());
-        GovernorBackend { limiter, policy }
+        GovernorBackend {
+            limiter,
+            policy,
+            checks: AtomicU64::new(0),
+        }
     }
+
+    /// How many checks pass between two automatic [`retain_recent`](Self::retain_recent) runs.
+    pub const HOUSEKEEPING_EVERY: u64 = 1 << 16;
 
     /// Forgets keys whose budget is full again.
     pub fn retain_recent(&self) {
@@ -83,6 +93,10 @@ impl GovernorBackend {
     }
 
     fn decide(&self, key: &LimitKey) -> Decision {
+        let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_multiple_of(Self::HOUSEKEEPING_EVERY) {
+            self.limiter.retain_recent();
+        }
         let t = self.policy.emission_interval();
         let quota = self.policy.quota();
         match self.limiter.check_key(key) {
