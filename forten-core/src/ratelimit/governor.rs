@@ -74,7 +74,8 @@ impl GovernorBackend {
         }
     }
 
-    /// How many checks pass between two automatic [`retain_recent`](Self::retain_recent) runs.
+    /// How many checks pass between two automatic [`retain_recent`](Self::retain_recent) runs
+    /// (a power of two).
     pub const HOUSEKEEPING_EVERY: u64 = 1 << 16;
 
     /// Forgets keys whose budget is full again.
@@ -94,7 +95,7 @@ impl GovernorBackend {
 
     fn decide(&self, key: &LimitKey) -> Decision {
         let n = self.checks.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(Self::HOUSEKEEPING_EVERY) {
+        if n & (Self::HOUSEKEEPING_EVERY - 1) == 0 {
             self.limiter.retain_recent();
         }
         let t = self.policy.emission_interval();
