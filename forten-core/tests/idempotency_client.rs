@@ -6,11 +6,13 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use forten_core::idempotency::{IdempotencyKey, IdempotencyKeyLayer};
+
+type Seen = Arc<Mutex<Vec<Option<String>>>>;
 use http::{Method, Request};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 fn recorder() -> (
-    Arc<Mutex<Vec<Option<String>>>>,
+    Seen,
     impl tower::Service<Request<()>, Response = (), Error = Infallible> + Clone,
 ) {
     let seen = Arc::new(Mutex::new(Vec::new()));
