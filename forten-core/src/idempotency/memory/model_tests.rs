@@ -1,5 +1,6 @@
-//! State-machine test of [`MemoryStore`] against a reference model: begin,
-//! complete, release and the passing of time, in any order.
+//! State-machine test (proptest-state-machine) of [`MemoryStore`] against a
+//! reference model: begin, complete, release and the passing of time, in any
+//! order, with shrinking to the shortest failing sequence.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use proptest::prelude::*;
+use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 use tokio::time::Instant;
 
 use super::MemoryStore;
@@ -17,24 +19,27 @@ const LOCK_TTL: Duration = Duration::from_millis(400);
 
 #[derive(Debug, Clone)]
 enum Op {
-    Begin { scope: u8, fp: u8 },
-    Complete { lock: usize, body: u8 },
-    Release { lock: usize },
-    Advance { ms: u64 },
-}
-
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
-        3 => (0..4u8, 0..2u8).prop_map(|(scope, fp)| Op::Begin { scope, fp }),
-        2 => (any::<usize>(), any::<u8>()).prop_map(|(lock, body)| Op::Complete { lock, body }),
-        1 => any::<usize>().prop_map(|lock| Op::Release { lock }),
-        1 => (0..1500u64).prop_map(|ms| Op::Advance { ms }),
-    ]
+    Begin {
+        scope: u8,
+        fp: u8,
+    },
+    /// Complete the `lock`-th lock ever acquired (modulo their number).
+    Complete {
+        lock: usize,
+        body: u8,
+    },
+    Release {
+        lock: usize,
+    },
+    Advance {
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum State {
-    InFlight(u128),
+enum Slot {
+    /// Held by the n-th acquired lock.
+    InFlight(usize),
     Done(u8),
 }
 
@@ -42,16 +47,176 @@ enum State {
 struct ModelEntry {
     expires: u64,
     fp: u8,
-    state: State,
+    slot: Slot,
 }
 
-/// What the model expects `begin` to answer.
-#[derive(Debug, PartialEq)]
-enum Expect {
+/// What the model expects the last operation to answer.
+#[derive(Debug, Clone, PartialEq)]
+enum Outcome {
     Acquired,
     InFlight,
     Completed(u8),
     Mismatch,
+    Completes(bool),
+    Nothing,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Model {
+    now_ms: u64,
+    entries: HashMap<u8, ModelEntry>,
+    /// The scope of every lock acquired, in order.
+    lock_scopes: Vec<u8>,
+    last: Option<Outcome>,
+}
+
+impl Model {
+    fn live(&self, scope: u8) -> Option<&ModelEntry> {
+        self.entries.get(&scope).filter(|e| e.expires > self.now_ms)
+    }
+
+    fn holds(&self, lock: usize) -> bool {
+        let scope = self.lock_scopes[lock];
+        self.live(scope)
+            .is_some_and(|e| e.slot == Slot::InFlight(lock))
+    }
+}
+
+struct StoreModel;
+
+impl ReferenceStateMachine for StoreModel {
+    type State = Model;
+    type Transition = Op;
+
+    fn init_state() -> BoxedStrategy<Model> {
+        Just(Model::default()).boxed()
+    }
+
+    fn transitions(_state: &Model) -> BoxedStrategy<Op> {
+        prop_oneof![
+            3 => (0..4u8, 0..2u8).prop_map(|(scope, fp)| Op::Begin { scope, fp }),
+            2 => (any::<usize>(), any::<u8>()).prop_map(|(lock, body)| Op::Complete { lock, body }),
+            1 => any::<usize>().prop_map(|lock| Op::Release { lock }),
+            1 => (0..1500u64).prop_map(|ms| Op::Advance { ms }),
+        ]
+        .boxed()
+    }
+
+    fn apply(mut m: Model, op: &Op) -> Model {
+        let now = m.now_ms;
+        m.last = Some(match *op {
+            Op::Begin { scope, fp } => match m.live(scope).cloned() {
+                Some(e) if e.fp != fp => Outcome::Mismatch,
+                Some(ModelEntry {
+                    slot: Slot::InFlight(_),
+                    ..
+                }) => Outcome::InFlight,
+                Some(ModelEntry {
+                    slot: Slot::Done(b),
+                    ..
+                }) => Outcome::Completed(b),
+                None => {
+                    let lock = m.lock_scopes.len();
+                    m.lock_scopes.push(scope);
+                    let expires = now + LOCK_TTL.as_millis() as u64;
+                    let slot = Slot::InFlight(lock);
+                    m.entries.insert(scope, ModelEntry { expires, fp, slot });
+                    Outcome::Acquired
+                }
+            },
+            Op::Complete { .. } | Op::Release { .. } if m.lock_scopes.is_empty() => {
+                Outcome::Nothing
+            }
+            Op::Complete { lock, body } => {
+                let lock = lock % m.lock_scopes.len();
+                let holds = m.holds(lock);
+                if holds {
+                    let scope = m.lock_scopes[lock];
+                    let fp = m.entries[&scope].fp;
+                    let expires = now + TTL.as_millis() as u64;
+                    m.entries.insert(
+                        scope,
+                        ModelEntry {
+                            expires,
+                            fp,
+                            slot: Slot::Done(body),
+                        },
+                    );
+                }
+                Outcome::Completes(holds)
+            }
+            Op::Release { lock } => {
+                let lock = lock % m.lock_scopes.len();
+                if m.holds(lock) {
+                    m.entries.remove(&m.lock_scopes[lock]);
+                }
+                Outcome::Nothing
+            }
+            Op::Advance { ms } => {
+                m.now_ms += ms;
+                Outcome::Nothing
+            }
+        });
+        m
+    }
+}
+
+struct Sut {
+    store: MemoryStore,
+    start: Instant,
+    locks: Vec<Lock>,
+}
+
+impl StateMachineTest for Sut {
+    type SystemUnderTest = Sut;
+    type Reference = StoreModel;
+
+    fn init_test(_model: &Model) -> Sut {
+        Sut {
+            store: MemoryStore::builder().shards(2).build().unwrap(),
+            start: Instant::now(),
+            locks: Vec::new(),
+        }
+    }
+
+    fn apply(mut sut: Sut, model: &Model, op: Op) -> Sut {
+        let now = sut.start + Duration::from_millis(model.now_ms);
+        let expected = model.last.clone().unwrap();
+        let got = match op {
+            Op::Begin { scope: s, fp } => {
+                match sut
+                    .store
+                    .begin_at(now, &scope(s), &fingerprint(fp), LOCK_TTL)
+                {
+                    Begin::Acquired(lock) => {
+                        sut.locks.push(lock);
+                        Outcome::Acquired
+                    }
+                    Begin::InFlight => Outcome::InFlight,
+                    Begin::Completed(r) => Outcome::Completed(r.body[0]),
+                    Begin::Mismatch => Outcome::Mismatch,
+                }
+            }
+            Op::Complete { .. } | Op::Release { .. } if sut.locks.is_empty() => Outcome::Nothing,
+            Op::Complete { lock, body } => {
+                let lock = &sut.locks[lock % sut.locks.len()];
+                Outcome::Completes(sut.store.complete_at(now, lock, &response(body), TTL))
+            }
+            Op::Release { lock } => {
+                sut.store
+                    .release_at(now, &sut.locks[lock % sut.locks.len()]);
+                Outcome::Nothing
+            }
+            Op::Advance { .. } => Outcome::Nothing,
+        };
+        assert_eq!(got, expected);
+        sut
+    }
+}
+
+prop_state_machine! {
+    #[test]
+    fn memory_store_matches_model(sequential 1..80 => Sut);
 }
 
 fn scope(s: u8) -> ScopeKey {
@@ -73,78 +238,6 @@ fn response(body: u8) -> StoredResponse {
     }
 }
 
-proptest! {
-    #[test]
-    fn memory_store_matches_model(ops in proptest::collection::vec(op(), 1..80)) {
-        let store = MemoryStore::builder().shards(2).build().unwrap();
-        let start = Instant::now();
-        let mut now_ms = 0u64;
-        let mut model: HashMap<u8, ModelEntry> = HashMap::new();
-        // every lock ever acquired, with the scope it is on
-        let mut locks: Vec<(u8, Lock)> = Vec::new();
-
-        for op in ops {
-            let now = start + Duration::from_millis(now_ms);
-            match op {
-                Op::Begin { scope: s, fp } => {
-                    let live = model.get(&s).filter(|e| e.expires > now_ms).cloned();
-                    let expect = match live {
-                        Some(e) if e.fp != fp => Expect::Mismatch,
-                        Some(ModelEntry { state: State::InFlight(_), .. }) => Expect::InFlight,
-                        Some(ModelEntry { state: State::Done(b), .. }) => Expect::Completed(b),
-                        None => Expect::Acquired,
-                    };
-                    let got = store.begin_at(now, &scope(s), &fingerprint(fp), LOCK_TTL);
-                    let got_kind = match &got {
-                        Begin::Acquired(_) => Expect::Acquired,
-                        Begin::InFlight => Expect::InFlight,
-                        Begin::Completed(r) => Expect::Completed(r.body[0]),
-                        Begin::Mismatch => Expect::Mismatch,
-                    };
-                    prop_assert_eq!(&got_kind, &expect);
-                    if let Begin::Acquired(lock) = got {
-                        model.insert(s, ModelEntry {
-                            expires: now_ms + LOCK_TTL.as_millis() as u64,
-                            fp,
-                            state: State::InFlight(lock.token.0),
-                        });
-                        locks.push((s, lock));
-                    }
-                }
-                Op::Complete { lock, body } => {
-                    if locks.is_empty() { continue; }
-                    let (s, lock) = locks[lock % locks.len()].clone();
-                    let holds = model.get(&s).is_some_and(|e| {
-                        e.expires > now_ms && e.state == State::InFlight(lock.token.0)
-                    });
-                    let got = store.complete_at(now, &lock, &response(body), TTL);
-                    prop_assert_eq!(got, holds);
-                    if holds {
-                        let fp = model[&s].fp;
-                        model.insert(s, ModelEntry {
-                            expires: now_ms + TTL.as_millis() as u64,
-                            fp,
-                            state: State::Done(body),
-                        });
-                    }
-                }
-                Op::Release { lock } => {
-                    if locks.is_empty() { continue; }
-                    let (s, lock) = locks[lock % locks.len()].clone();
-                    let holds = model.get(&s).is_some_and(|e| {
-                        e.expires > now_ms && e.state == State::InFlight(lock.token.0)
-                    });
-                    store.release_at(now, &lock);
-                    if holds {
-                        model.remove(&s);
-                    }
-                }
-                Op::Advance { ms } => now_ms += ms,
-            }
-        }
-    }
-}
-
 #[test]
 fn evicts_oldest_within_bounds() {
     let store = MemoryStore::builder()
@@ -153,23 +246,24 @@ fn evicts_oldest_within_bounds() {
         .build()
         .unwrap();
     let now = Instant::now();
-    let mut locks = Vec::new();
     for s in 0..5u8 {
         let Begin::Acquired(lock) = store.begin_at(now, &scope(s), &fingerprint(0), TTL) else {
             panic!("fresh scope must be acquired");
         };
         assert!(store.complete_at(now, &lock, &response(s), TTL));
-        locks.push(lock);
     }
     // 0 and 1 were evicted, 2..5 are kept
+    assert!(matches!(
+        store.begin_at(now, &scope(4), &fingerprint(0), TTL),
+        Begin::Completed(_)
+    ));
     for s in 0..2u8 {
         assert!(matches!(
             store.begin_at(now, &scope(s), &fingerprint(1), TTL),
             Begin::Acquired(_)
         ));
     }
-    let kept = store.lock_shard(0).map.len();
-    assert_eq!(kept, 3);
+    assert_eq!(store.lock_shard(0).map.len(), 3);
 
     let by_bytes = MemoryStore::builder()
         .shards(1)
