@@ -4,6 +4,8 @@
 //!
 //! - [`correlation`]: correlation ids and W3C Trace Context, server and client side;
 //! - [`deadline`]: deadlines that shrink across hops (`x-request-timeout-ms`, `grpc-timeout`);
+//! - [`backoff`] and [`retry`]: retries with jittered backoff, a retry budget and
+//!   deadline awareness;
 //! - [`error`]: one error model and its JSON:API mapping ([`Error`], [`error::ErrorResponseLayer`]);
 //! - [`headers`] and [`time`]: the wire contracts' names and timestamp format.
 //!
@@ -11,10 +13,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod correlation;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+pub mod retry;
 pub mod time;
 
 pub use error::Error;
