@@ -107,12 +107,14 @@ fn equal_jitter_is_at_least_half() {
         .jitter(Jitter::Equal)
         .build()
         .unwrap();
-    let mut undelayed = Backoff::from(ExponentialBackoff::builder()
-        .base(Duration::from_millis(100))
-        .max_retries(10)
-        .jitter(Jitter::None)
-        .build()
-        .unwrap())
+    let mut undelayed = Backoff::from(
+        ExponentialBackoff::builder()
+            .base(Duration::from_millis(100))
+            .max_retries(10)
+            .jitter(Jitter::None)
+            .build()
+            .unwrap(),
+    )
     .delays();
     for d in Backoff::from(b).delays_seeded(7) {
         let full = undelayed.next().unwrap();

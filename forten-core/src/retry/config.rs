@@ -1,5 +1,7 @@
 //! [`RetryConfig`]: backoff, budget and attempt bound of a retry layer.
 
+use std::time::Duration;
+
 use crate::backoff::Backoff;
 
 use super::RetryBudget;
@@ -13,7 +15,9 @@ pub const MAX_RETRIES_LIMIT: u32 = 100;
 #[non_exhaustive]
 pub enum RetryConfigError {
     /// The backoff allows more retries than [`MAX_RETRIES_LIMIT`].
-    #[error("the backoff allows {0} retries; at most {MAX_RETRIES_LIMIT} are accepted, 2 to 5 is typical")]
+    #[error(
+        "the backoff allows {0} retries; at most {MAX_RETRIES_LIMIT} are accepted, 2 to 5 is typical"
+    )]
     TooManyRetries(u32),
 }
 
@@ -29,6 +33,7 @@ pub struct RetryConfig {
     pub(super) backoff: Backoff,
     pub(super) budget: Option<RetryBudget>,
     pub(super) seed: Option<u64>,
+    pub(super) max_retry_after: Option<Duration>,
 }
 
 impl Default for RetryConfig {
@@ -37,6 +42,7 @@ impl Default for RetryConfig {
             backoff: Backoff::default(),
             budget: Some(RetryBudget::new()),
             seed: None,
+            max_retry_after: None,
         }
     }
 }
@@ -57,6 +63,13 @@ impl RetryConfig {
     /// The retry budget, if any.
     pub fn budget(&self) -> Option<&RetryBudget> {
         self.budget.as_ref()
+    }
+
+    /// The longest delay a `Retry-After` (or [`Action::RetryAfter`](super::Action::RetryAfter))
+    /// may set: [`RetryConfigBuilder::max_retry_after`], else the backoff's maximum delay.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
+            .unwrap_or_else(|| self.backoff.max_delay())
     }
 
     /// Most attempts per request, the first included.
@@ -96,6 +109,14 @@ impl RetryConfigBuilder {
     /// then waits the same sequence of delays).
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = Some(seed);
+        self
+    }
+
+    /// Caps the delay a peer may ask for with `Retry-After` (default: the
+    /// backoff's maximum delay). A longer request is honoured up to this cap;
+    /// the deadline still applies.
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.config.max_retry_after = Some(cap);
         self
     }
 

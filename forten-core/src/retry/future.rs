@@ -35,8 +35,9 @@ pin_project! {
     enum State<F> {
         // an attempt is in flight
         Attempt { #[pin] future: F },
-        // waiting out the backoff before the next attempt
-        Backoff { #[pin] sleep: Sleep },
+        // waiting out the backoff before the next attempt (the timer is boxed
+        // in `Retrying`: a first success must not pay for moving it around)
+        Backoff,
         // waiting for the service to be ready for the next attempt
         Ready,
     }
@@ -49,8 +50,9 @@ struct Retrying<S, P, Req> {
     // the copy to send next; `None` once it had to be sent itself
     request: Option<Req>,
     attempts: u32,
-    // created at the first retry, so a first success pays nothing for it
-    delays: Option<Delays>,
+    // created at the first retry, so a first success pays nothing for them
+    delays: Option<Box<Delays>>,
+    sleep: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S, P, Req> ResponseFuture<S, P, Req>
@@ -78,6 +80,7 @@ where
                 request: Some(request),
                 attempts: 1,
                 delays: None,
+                sleep: None,
             }),
         }
     }
@@ -108,13 +111,15 @@ where
     /// The delay before the next attempt, or why there is none.
     fn next_delay(&mut self, action: Action) -> Result<Duration, GiveUp> {
         let config = &self.shared.config;
-        let delays = self.delays.get_or_insert_with(|| match config.seed {
-            Some(seed) => config.backoff.delays_seeded(seed),
-            None => config.backoff.delays(),
+        let delays = self.delays.get_or_insert_with(|| {
+            Box::new(match config.seed {
+                Some(seed) => config.backoff.delays_seeded(seed),
+                None => config.backoff.delays(),
+            })
         });
         let mut delay = delays.next().ok_or(GiveUp::Attempts)?;
         if let Action::RetryAfter(asked) = action {
-            delay = asked.min(config.backoff.max_delay());
+            delay = asked.min(config.max_retry_after());
         }
         let deadline = self
             .request
@@ -174,9 +179,14 @@ where
                                 delay_ms = delay.as_millis() as u64,
                                 "retrying after a retryable outcome"
                             );
-                            this.state.set(State::Backoff {
-                                sleep: tokio::time::sleep(delay),
-                            });
+                            let until = Instant::now() + delay;
+                            match retry.sleep.as_mut() {
+                                Some(sleep) => sleep.as_mut().reset(until),
+                                None => {
+                                    retry.sleep = Some(Box::pin(tokio::time::sleep_until(until)))
+                                }
+                            }
+                            this.state.set(State::Backoff);
                         }
                         Err(why) => {
                             tracing::debug!(
@@ -188,8 +198,10 @@ where
                         }
                     }
                 }
-                StateProj::Backoff { sleep } => {
-                    ready!(sleep.poll(cx));
+                StateProj::Backoff => {
+                    if let Some(sleep) = this.retry.as_mut().and_then(|r| r.sleep.as_mut()) {
+                        ready!(sleep.as_mut().poll(cx));
+                    }
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {

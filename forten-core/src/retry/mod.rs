@@ -10,8 +10,8 @@
 //! Around the policy the layer enforces:
 //!
 //! - **attempts**: at most `1 + max_retries` of the [`Backoff`](crate::backoff::Backoff);
-//! - **backoff**: the schedule's next delay, or `Retry-After` capped by the
-//!   schedule's maximum delay;
+//! - **backoff**: the schedule's next delay, or `Retry-After` capped by
+//!   [`RetryConfig::max_retry_after`] (by default the schedule's maximum delay);
 //! - **deadline**: no attempt starts at or after the request's
 //!   [`Deadline`](crate::deadline::Deadline) (its extension or
 //!   [`Deadline::current`](crate::deadline::Deadline::current)); a delay that would

@@ -20,7 +20,7 @@ pub enum Action {
     /// Retry after the backoff's next delay.
     Retry,
     /// Retry after this delay (the peer said so, e.g. `Retry-After`), capped
-    /// by the backoff's maximum delay.
+    /// by [`RetryConfig::max_retry_after`](super::RetryConfig::max_retry_after).
     RetryAfter(Duration),
 }
 

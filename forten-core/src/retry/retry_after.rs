@@ -7,7 +7,9 @@ use http::header::RETRY_AFTER;
 
 /// A `Retry-After` value that is neither delta-seconds nor an HTTP-date.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid Retry-After value: expected delta-seconds (\"120\") or an HTTP-date (\"Sun, 06 Nov 1994 08:49:37 GMT\")")]
+#[error(
+    "invalid Retry-After value: expected delta-seconds (\"120\") or an HTTP-date (\"Sun, 06 Nov 1994 08:49:37 GMT\")"
+)]
 #[non_exhaustive]
 pub struct InvalidRetryAfter;
 
@@ -91,7 +93,11 @@ mod tests {
             Ok(Duration::from_secs(u64::MAX))
         );
         for bad in ["", "-1", "1.5", "+3", "soon", "Sun, 06 Nov 1994"] {
-            assert_eq!(parse_retry_after(bad, now), Err(InvalidRetryAfter), "{bad:?}");
+            assert_eq!(
+                parse_retry_after(bad, now),
+                Err(InvalidRetryAfter),
+                "{bad:?}"
+            );
         }
         // the obsolete forms RFC 9110 still requires recipients to accept
         assert!(parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now).is_ok());
