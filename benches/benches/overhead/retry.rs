@@ -24,13 +24,11 @@ impl<E> tower::retry::Policy<Request<()>, Response<()>, E> for Attempts {
         _req: &mut Request<()>,
         result: &mut Result<Response<()>, E>,
     ) -> Option<Self::Future> {
-        match result {
-            Ok(_) => None,
-            Err(_) if self.0 > 0 => {
-                self.0 -= 1;
-                Some(std::future::ready(()))
-            }
-            Err(_) => None,
+        if result.is_err() && self.0 > 0 {
+            self.0 -= 1;
+            Some(std::future::ready(()))
+        } else {
+            None
         }
     }
 
@@ -45,7 +43,7 @@ impl<E> tower::retry::Policy<Request<()>, Response<()>, E> for Attempts {
     }
 }
 
-pub fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
+pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     // the default config: exponential backoff, 3 retries, the default budget
     let mut svc = RetryLayer::new(RetryConfig::default()).layer(baseline());
     report_allocations("retry", 10_000, || {

@@ -183,7 +183,7 @@ where
                             match retry.sleep.as_mut() {
                                 Some(sleep) => sleep.as_mut().reset(until),
                                 None => {
-                                    retry.sleep = Some(Box::pin(tokio::time::sleep_until(until)))
+                                    retry.sleep = Some(Box::pin(tokio::time::sleep_until(until)));
                                 }
                             }
                             this.state.set(State::Backoff);

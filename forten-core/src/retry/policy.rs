@@ -206,17 +206,20 @@ impl<B: ReplayBody, ResB> Policy<Request<B>, Response<ResB>> for HttpPolicy {
     fn classify(&self, req: &Request<B>, result: &Result<Response<ResB>, BoxError>) -> Action {
         match result {
             Ok(response) => {
-                if !is_idempotent(req) {
-                    return Action::Return;
-                }
-                match response.status() {
+                // the status first: a success is decided without looking at the request
+                let action = match response.status() {
                     StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
                         retry_after(response.headers()).map_or(Action::Retry, Action::RetryAfter)
                     }
                     StatusCode::REQUEST_TIMEOUT
                     | StatusCode::BAD_GATEWAY
                     | StatusCode::GATEWAY_TIMEOUT => Action::Retry,
-                    _ => Action::Return,
+                    _ => return Action::Return,
+                };
+                if is_idempotent(req) {
+                    action
+                } else {
+                    Action::Return
                 }
             }
             Err(err) => match failure_of(err.as_ref()) {
