@@ -35,6 +35,8 @@ struct Upstream {
     calls: Arc<Mutex<Vec<Instant>>>,
     readies: Arc<AtomicU32>,
     ready: bool,
+    // every other poll_ready answers Pending (and wakes at once)
+    alternate: bool,
 }
 
 impl Upstream {
@@ -44,6 +46,7 @@ impl Upstream {
             calls: Arc::default(),
             readies: Arc::default(),
             ready: false,
+            alternate: false,
         }
     }
 
@@ -62,8 +65,12 @@ impl<B> Service<Request<B>> for Upstream {
     type Error = BoxError;
     type Future = std::future::Ready<Result<Response<()>, BoxError>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.readies.fetch_add(1, Ordering::SeqCst);
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let n = self.readies.fetch_add(1, Ordering::SeqCst);
+        if self.alternate && n % 2 == 0 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         self.ready = true;
         Poll::Ready(Ok(()))
     }
@@ -300,6 +307,21 @@ async fn poll_ready_comes_before_every_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_waits_for_the_service_to_be_ready() {
+    let mut upstream = Upstream::new([
+        Outcome::Status(503),
+        Outcome::Status(503),
+        Outcome::Status(200),
+    ]);
+    upstream.alternate = true;
+    let svc = RetryLayer::new(constant(10, 3)).layer(upstream.clone());
+    assert_eq!(svc.oneshot(get()).await.unwrap().status(), 200);
+    assert_eq!(upstream.calls(), 3);
+    // each attempt: one Pending, then Ready
+    assert_eq!(upstream.readies.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test(start_paused = true)]
 async fn post_is_not_retried_but_post_with_an_idempotency_key_is() {
     let upstream = Upstream::new([Outcome::Status(503)]);
     let svc = RetryLayer::new(constant(10, 3)).layer(upstream.clone());
@@ -405,4 +427,29 @@ async fn a_generic_service_with_a_user_policy() {
     assert_eq!(svc.oneshot(1).await.unwrap(), 2);
     assert_eq!(counter.load(Ordering::SeqCst), 2);
     assert_eq!(start.elapsed(), Duration::from_millis(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_budget_refills_as_the_window_slides() {
+    let budget = RetryBudget::builder()
+        .ratio(0.5)
+        .min_per_second(1)
+        .window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    // the reserve: 1/s over 2 s
+    assert_eq!(budget.balance(), 2);
+    for _ in 0..32 {
+        budget.deposit();
+    }
+    assert_eq!(budget.balance(), 2 + 16);
+    for _ in 0..18 {
+        assert!(budget.try_withdraw());
+    }
+    assert!(!budget.try_withdraw());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(!budget.try_withdraw());
+    // two seconds on, the requests and the retries have both left the window
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(budget.balance(), 2);
 }

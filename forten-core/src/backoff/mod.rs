@@ -274,7 +274,10 @@ impl Backoff {
     /// The delays, randomised from a fresh generator seeded from the
     /// thread's generator.
     pub fn delays(&self) -> Delays {
-        Delays::new(*self, rand::SeedableRng::seed_from_u64(crate::random::u64()))
+        Delays::new(
+            *self,
+            rand::SeedableRng::seed_from_u64(crate::random::u64()),
+        )
     }
 
     /// The delays from a generator seeded with `seed`: the same seed gives the
