@@ -9,10 +9,10 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
-#[path = "overhead/retry.rs"]
-mod retry;
 #[path = "overhead/foundation.rs"]
 mod foundation;
+#[path = "overhead/retry.rs"]
+mod retry;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<

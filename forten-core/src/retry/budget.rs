@@ -184,6 +184,7 @@ impl RetryBudget {
     }
 
     /// Records one request (call it once per request, not per attempt).
+    #[inline]
     pub fn deposit(&self) {
         if self.inner.count_deposit() {
             self.inner.credit_batch(self.inner.now());
@@ -259,6 +260,7 @@ impl Inner {
 
     /// Counts one deposit; `true` when it completes a batch the caller must
     /// credit with [`credit_batch`](Self::credit_batch).
+    #[inline]
     fn count_deposit(&self) -> bool {
         (self.total.0.fetch_add(1, Ordering::Relaxed) + 1) % BATCH == 0
     }
