@@ -13,6 +13,8 @@ use tower::service_fn;
 mod foundation;
 #[path = "overhead/idempotency.rs"]
 mod idempotency;
+#[path = "overhead/retry.rs"]
+mod retry;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -33,6 +35,7 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
+    retry::bench(&mut g);
     foundation::bench(&mut g);
     idempotency::bench(&mut g);
     g.finish();
