@@ -368,10 +368,13 @@ impl Core {
         if CircuitState::from_word(word) != to {
             self.transition(&mut m, word, to, clock.now());
         } else if to == CircuitState::Closed {
-            // reset() of a closed breaker: a fresh window, no transition.
+            // reset() of a closed breaker: a fresh window and generation (calls
+            // in flight will not record), but no transition to report.
             m.consecutive_openings = 0;
             self.window.reset();
             self.hot.eager.store(false, Ordering::Relaxed);
+            let next = (word & !STATE_MASK).wrapping_add(GENERATION) | to.code();
+            self.hot.state.store(next, Ordering::Release);
         }
     }
 
