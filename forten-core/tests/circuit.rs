@@ -251,7 +251,7 @@ async fn a_failed_probe_reopens_with_a_growing_wait() {
             breaker.metrics().time_left_open,
             Some(Duration::from_secs(wait))
         );
-        advance(Duration::from_secs(wait) - Duration::from_millis(1)).await;
+        advance(Duration::from_millis(wait * 1000 - 1)).await;
         open_for(send(&svc, Req::Status(200)).await);
         advance(Duration::from_millis(1)).await;
         let _ = send(&svc, Req::Status(500)).await; // the probe fails
@@ -405,6 +405,7 @@ async fn an_outcome_from_before_a_reset_is_not_recorded() {
 
 #[tokio::test(start_paused = true)]
 async fn events_arrive_in_order() {
+    use CircuitState::{Closed, Disabled, ForcedOpen, HalfOpen, Open};
     let (breaker, svc) = setup(base().half_open_permits(1));
     let mut events = breaker.subscribe();
     for _ in 0..4 {
@@ -423,7 +424,6 @@ async fn events_arrive_in_order() {
         from,
         to,
     };
-    use CircuitState::*;
     let expected = vec![
         t(Closed, Open),
         CircuitEvent::Rejected {

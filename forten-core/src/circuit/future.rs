@@ -14,11 +14,16 @@ pin_project! {
     /// Response future of [`CircuitBreakerService`](super::CircuitBreakerService):
     /// the inner future, plus the record of the call. Dropping it before it
     /// resolves records nothing and gives a half-open permit back.
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<F, C, E> {
         #[pin]
         inner: Option<F>,
         guard: CallGuardSlot,
         classifier: C,
+        // A plain function pointer instead of an `E: Into<BoxError>` bound on
+        // the `Future` impl: that bound trips rustc's higher-ranked
+        // `Send` check ("implementation of `From` is not general enough") as
+        // soon as the future is spawned with `E = BoxError`.
+        into_box: fn(E) -> BoxError,
     }
 }
 
@@ -29,12 +34,13 @@ enum CallGuardSlot {
     Rejected(Option<BoxError>),
 }
 
-impl<F, C> ResponseFuture<F, C> {
+impl<F, C, E: Into<BoxError>> ResponseFuture<F, C, E> {
     pub(crate) fn admitted(inner: F, guard: CallGuard, classifier: C) -> Self {
         ResponseFuture {
             inner: Some(inner),
             guard: CallGuardSlot::Admitted(guard),
             classifier,
+            into_box: Into::into,
         }
     }
 
@@ -43,11 +49,12 @@ impl<F, C> ResponseFuture<F, C> {
             inner: None,
             guard: CallGuardSlot::Rejected(Some(error)),
             classifier,
+            into_box: Into::into,
         }
     }
 }
 
-impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
+impl<F, C, E> std::fmt::Debug for ResponseFuture<F, C, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("guard", &self.guard)
@@ -55,10 +62,9 @@ impl<F, C> std::fmt::Debug for ResponseFuture<F, C> {
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, T, E> Future for ResponseFuture<F, C, E>
 where
     F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
     C: Classify<T, E>,
 {
     type Output = Result<T, BoxError>;
@@ -75,7 +81,7 @@ where
                 };
                 let result = ready!(inner.poll(cx));
                 guard.finish(this.classifier.is_failure(&result));
-                Poll::Ready(result.map_err(Into::into))
+                Poll::Ready(result.map_err(*this.into_box))
             }
             CallGuardSlot::Rejected(error) => Poll::Ready(Err(error
                 .take()
