@@ -9,6 +9,9 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
+#[path = "overhead/circuit.rs"]
+mod circuit;
+
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
     Request<()>,
@@ -28,6 +31,7 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
+    circuit::bench(&mut g);
     g.finish();
 }
 
