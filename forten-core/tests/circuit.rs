@@ -530,7 +530,12 @@ fn invalid_configs_say_what_to_change() {
 
 #[tokio::test(start_paused = true)]
 async fn keyed_breakers_are_independent_lazy_and_evicted_when_idle() {
-    let config = base().count_window(2).minimum_calls(2).config().unwrap();
+    let config = base()
+        .count_window(2)
+        .minimum_calls(2)
+        .wait_duration(Duration::from_hours(1))
+        .config()
+        .unwrap();
     let layer = KeyedCircuitBreakerLayer::new(config, |req: &(String, u16)| req.0.clone())
         .classifier(forten_core::circuit::ErrorClassifier);
     let breakers = layer.breakers().clone();
@@ -565,6 +570,10 @@ async fn keyed_breakers_are_independent_lazy_and_evicted_when_idle() {
     advance(Duration::from_secs(301)).await;
     assert_eq!(breakers.evict_idle(), 1);
     assert_eq!(breakers.keys(), vec!["a".to_owned()]);
+    // once its wait is over, the open one may go too
+    advance(Duration::from_hours(1)).await;
+    assert_eq!(breakers.evict_idle(), 1);
+    assert!(breakers.is_empty());
     // a new key triggers the sweep by itself
     let breakers2 = forten_core::circuit::KeyedCircuitBreakers::<String>::with_idle_timeout(
         base().config().unwrap(),

@@ -1,7 +1,9 @@
 //! [`CircuitBreaker`]: the shared handle, and the per-call guard.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -41,18 +43,18 @@ pub(crate) struct Stripe {
     index: usize,
 }
 
-struct TokioClock(Instant);
+struct TokioClock<'a>(&'a Instant);
 
-impl Clock for TokioClock {
+impl Clock for TokioClock<'_> {
     fn now(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.0).as_nanos())
+        u64::try_from(Instant::now().saturating_duration_since(*self.0).as_nanos())
             .unwrap_or(u64::MAX)
     }
 }
 
 impl Shared {
-    fn clock(&self) -> TokioClock {
-        TokioClock(self.base)
+    fn clock(&self) -> TokioClock<'_> {
+        TokioClock(&self.base)
     }
 }
 
@@ -66,12 +68,21 @@ fn stripe_count() -> usize {
 }
 
 /// A small number per thread, handed out in turn: threads pick stripes with it.
+#[inline]
 fn thread_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // const-initialised: no lazy-init bookkeeping on each access
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    INDEX.with(|i| *i)
+    INDEX.with(|i| {
+        let mut index = i.get();
+        if index == usize::MAX {
+            index = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+            i.set(index);
+        }
+        index
+    })
 }
 
 impl CircuitBreaker {
@@ -148,6 +159,16 @@ impl CircuitBreaker {
     /// state it was in.
     pub fn reset(&self) {
         self.set_state(CircuitState::Closed);
+    }
+
+    /// Closed, or Open with its wait over: nothing would be lost by
+    /// replacing it with a fresh breaker.
+    pub(crate) fn is_evictable(&self) -> bool {
+        match self.state() {
+            CircuitState::Closed => true,
+            CircuitState::Open => self.metrics().time_left_open == Some(Duration::ZERO),
+            _ => false,
+        }
     }
 
     fn set_state(&self, to: CircuitState) {

@@ -16,29 +16,35 @@ pin_project! {
     /// resolves records nothing and gives a half-open permit back.
     pub struct ResponseFuture<F, C, E> {
         #[pin]
-        inner: Option<F>,
-        guard: CallGuardSlot,
+        kind: Kind<F>,
         classifier: C,
         // A plain function pointer instead of an `E: Into<BoxError>` bound on
-        // the `Future` impl: that bound trips rustc's higher-ranked
-        // `Send` check ("implementation of `From` is not general enough") as
-        // soon as the future is spawned with `E = BoxError`.
+        // the `Future` impl: that bound trips rustc's higher-ranked `Send`
+        // check ("implementation of `From` is not general enough") when the
+        // future is awaited in a spawned task with `E = BoxError`.
         into_box: fn(E) -> BoxError,
     }
 }
 
-/// The guard of an admitted call, or the error of a rejected one.
-#[derive(Debug)]
-enum CallGuardSlot {
-    Admitted(CallGuard),
-    Rejected(Option<BoxError>),
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Admitted {
+            #[pin]
+            inner: F,
+            guard: CallGuard,
+        },
+        Rejected {
+            error: Option<BoxError>,
+        },
+    }
 }
 
 impl<F, C, E: Into<BoxError>> ResponseFuture<F, C, E> {
+    #[inline]
     pub(crate) fn admitted(inner: F, guard: CallGuard, classifier: C) -> Self {
         ResponseFuture {
-            inner: Some(inner),
-            guard: CallGuardSlot::Admitted(guard),
+            kind: Kind::Admitted { inner, guard },
             classifier,
             into_box: Into::into,
         }
@@ -46,8 +52,7 @@ impl<F, C, E: Into<BoxError>> ResponseFuture<F, C, E> {
 
     pub(crate) fn rejected(error: BoxError, classifier: C) -> Self {
         ResponseFuture {
-            inner: None,
-            guard: CallGuardSlot::Rejected(Some(error)),
+            kind: Kind::Rejected { error: Some(error) },
             classifier,
             into_box: Into::into,
         }
@@ -56,8 +61,12 @@ impl<F, C, E: Into<BoxError>> ResponseFuture<F, C, E> {
 
 impl<F, C, E> std::fmt::Debug for ResponseFuture<F, C, E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            Kind::Admitted { .. } => "admitted",
+            Kind::Rejected { .. } => "rejected",
+        };
         f.debug_struct("ResponseFuture")
-            .field("guard", &self.guard)
+            .field("kind", &kind)
             .finish_non_exhaustive()
     }
 }
@@ -72,18 +81,13 @@ where
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.guard {
-            CallGuardSlot::Admitted(guard) => {
-                let Some(inner) = this.inner.as_pin_mut() else {
-                    return Poll::Ready(Err(
-                        "circuit breaker future polled after completion".into()
-                    ));
-                };
+        match this.kind.project() {
+            KindProj::Admitted { inner, guard } => {
                 let result = ready!(inner.poll(cx));
                 guard.finish(this.classifier.is_failure(&result));
                 Poll::Ready(result.map_err(*this.into_box))
             }
-            CallGuardSlot::Rejected(error) => Poll::Ready(Err(error
+            KindProj::Rejected { error } => Poll::Ready(Err(error
                 .take()
                 .unwrap_or_else(|| "circuit breaker future polled after completion".into()))),
         }

@@ -25,9 +25,11 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Breakers by key, created on first use from one configuration (each named
 /// `<name>/<key>`), and evicted once idle.
 ///
-/// Only Closed breakers are evicted: an Open breaker keeps protecting its key
-/// however long nobody calls. Every breaker sends its events to the one
-/// stream of [`subscribe`](Self::subscribe).
+/// Only Closed breakers, and Open ones whose wait is over, are evicted: an
+/// Open breaker keeps protecting its key for its whole wait however long
+/// nobody calls, and states set by hand (ForcedOpen, Disabled) stay until
+/// reset. Every breaker sends its events to the one stream of
+/// [`subscribe`](Self::subscribe).
 pub struct KeyedCircuitBreakers<K> {
     inner: Arc<Registry<K>>,
 }
@@ -188,7 +190,7 @@ where
         breaker
     }
 
-    /// Drops the Closed breakers idle for at least the idle timeout; returns
+    /// Drops the idle breakers (see the type's docs for which); returns
     /// how many went. Runs by itself when new keys arrive, at most once per
     /// idle timeout.
     pub fn evict_idle(&self) -> usize {
@@ -202,7 +204,7 @@ where
         let before = map.len();
         map.retain(|_, e| {
             now.saturating_sub(e.last_used.load(Ordering::Relaxed)) < idle
-                || e.breaker.state() != CircuitState::Closed
+                || !e.breaker.is_evictable()
         });
         before - map.len()
     }

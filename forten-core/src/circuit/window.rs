@@ -84,10 +84,7 @@ enum Kind {
 impl Window {
     pub(crate) fn new(window: SlidingWindow, stripes: usize) -> Self {
         let (kind, batch) = match window {
-            SlidingWindow::Count(n) => (
-                Kind::Count(Box::new(CountRing::new(u64::from(n)))),
-                (u64::from(n) / 16).clamp(1, 64),
-            ),
+            SlidingWindow::Count(n) => (Kind::Count(Box::new(CountRing::new(u64::from(n)))), 64),
             SlidingWindow::Time(n) => (Kind::Time(TimeBuckets::new(u64::from(n))), 64),
         };
         Window {
@@ -107,12 +104,12 @@ impl Window {
         matches!(self.kind, Kind::Time(_))
     }
 
-    /// Records one outcome in stripe `stripe` at second `now_sec` (ignored by
-    /// count windows). Returns true when the stripe should be flushed (batch
+    /// Records one outcome in stripe `stripe` (below [`stripe_count`](Self::stripe_count))
+    /// at second `now_sec` (ignored by count windows). Returns true when the stripe should be flushed (batch
     /// full): the caller then calls [`flush_stripe`](Self::flush_stripe).
     #[inline]
     pub(crate) fn record(&self, stripe: usize, outcome: Outcome, now_sec: u64) -> bool {
-        let cell = &self.stripes[stripe % self.stripes.len()].0;
+        let cell = &self.stripes[stripe].0;
         let d = delta(outcome);
         let calls = match &self.kind {
             Kind::Count(_) => (cell.fetch_add(d, Ordering::AcqRel) & FIELD) + 1,
@@ -148,7 +145,7 @@ impl Window {
 
     /// Moves stripe `stripe`'s pending counts into the shared window.
     pub(crate) fn flush_stripe(&self, stripe: usize, now_sec: u64) {
-        let cell = &self.stripes[stripe % self.stripes.len()].0;
+        let cell = &self.stripes[stripe].0;
         let word = cell.swap(0, Ordering::AcqRel);
         if word & FIELD == 0 {
             return;
@@ -210,8 +207,10 @@ impl CountRing {
         }
     }
 
-    /// Appends a batch: its failures take its first positions, its slow calls
-    /// too (the two rings are independent, so where they sit does not matter).
+    /// Appends a batch: its failures take its last positions, its slow calls
+    /// too. A stripe flushes as soon as a call fails or is slow, so on one
+    /// thread the bad call *is* the batch's last: the ring keeps the exact
+    /// order. (The two rings are independent, so overlap does not matter.)
     fn add(&self, batch: Counts) {
         let start = self.seq.fetch_add(batch.calls, Ordering::AcqRel);
         // Only the last n positions of a batch survive; skip the rest.
@@ -223,8 +222,8 @@ impl CountRing {
             let len = (batch.calls - offset).min(64 - bit).min(self.n - pos);
             let mask = ones(len) << bit;
             let word = (pos / 64) as usize;
-            let fail_bits = ones(batch.failures.saturating_sub(offset).min(len)) << bit;
-            let slow_bits = ones(batch.slow.saturating_sub(offset).min(len)) << bit;
+            let fail_bits = tail_bits(offset, len, batch.calls - batch.failures) << bit;
+            let slow_bits = tail_bits(offset, len, batch.calls - batch.slow) << bit;
             set_bits(&self.failures[word], mask, fail_bits);
             set_bits(&self.slow[word], mask, slow_bits);
             offset += len;
@@ -252,6 +251,13 @@ impl CountRing {
             w.store(0, Ordering::Release);
         }
     }
+}
+
+/// The bits of segment `[offset, offset + len)` of a batch whose positions
+/// from `first` on are set.
+fn tail_bits(offset: u64, len: u64, first: u64) -> u64 {
+    let skip = first.saturating_sub(offset).min(len);
+    ones(len - skip) << skip
 }
 
 fn ones(len: u64) -> u64 {
