@@ -11,6 +11,8 @@ use tower::service_fn;
 
 #[path = "overhead/circuit.rs"]
 mod circuit;
+#[path = "overhead/foundation.rs"]
+mod foundation;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -32,6 +34,7 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
     circuit::bench(&mut g);
+    foundation::bench(&mut g);
     g.finish();
 }
 

@@ -17,9 +17,15 @@ pub mod correlation;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+mod random;
 pub mod time;
 
 pub use error::Error;
 
 /// The boxed error type every tower middleware in forten speaks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

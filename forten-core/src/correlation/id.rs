@@ -3,14 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::RngExt;
+use std::sync::Arc;
 
 /// The longest correlation id accepted (DESIGN 4.1).
 pub const MAX_CORRELATION_ID_LEN: usize = 128;
 
 /// A correlation id: 1 to 128 visible ASCII characters (`!` to `~`).
 ///
-/// Stored inline, so cloning one never allocates.
+/// Ids up to 46 bytes (a UUID is 36) are stored inline, so cloning one never
+/// allocates; longer ones share one heap copy.
 ///
 /// ```
 /// use forten_core::correlation::CorrelationId;
@@ -21,8 +22,15 @@ pub const MAX_CORRELATION_ID_LEN: usize = 128;
 /// ```
 #[derive(Clone)]
 pub struct CorrelationId {
-    len: u8,
-    buf: [u8; MAX_CORRELATION_ID_LEN],
+    repr: Repr,
+}
+
+const INLINE: usize = 46;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, buf: [u8; INLINE] },
+    Shared(Arc<str>),
 }
 
 /// Why a string is not a valid [`CorrelationId`].
@@ -43,13 +51,15 @@ pub enum InvalidCorrelationId {
 impl CorrelationId {
     /// A fresh id: a random UUID v4 in lowercase hyphenated form.
     pub fn generate() -> Self {
-        let bytes: [u8; 16] = rand::rng().random();
+        let bytes = crate::random::u128().to_le_bytes();
         let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        let mut buf = [0u8; MAX_CORRELATION_ID_LEN];
+        let mut buf = [0u8; INLINE];
         let len = uuid.hyphenated().encode_lower(&mut buf).len();
         CorrelationId {
-            len: len as u8,
-            buf,
+            repr: Repr::Inline {
+                len: len as u8,
+                buf,
+            },
         }
     }
 
@@ -65,18 +75,30 @@ impl CorrelationId {
         if let Some(pos) = bytes.iter().position(|b| !b.is_ascii_graphic()) {
             return Err(InvalidCorrelationId::BadCharacter(pos));
         }
-        let mut buf = [0u8; MAX_CORRELATION_ID_LEN];
+        if bytes.len() > INLINE {
+            return Ok(CorrelationId {
+                repr: Repr::Shared(Arc::from(s)),
+            });
+        }
+        let mut buf = [0u8; INLINE];
         buf[..bytes.len()].copy_from_slice(bytes);
         Ok(CorrelationId {
-            len: bytes.len() as u8,
-            buf,
+            repr: Repr::Inline {
+                len: bytes.len() as u8,
+                buf,
+            },
         })
     }
 
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
-        // Only visible ASCII is ever stored, which is valid UTF-8.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+        match &self.repr {
+            // Only visible ASCII is ever stored, which is valid UTF-8.
+            Repr::Inline { len, buf } => {
+                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or_default()
+            }
+            Repr::Shared(s) => s,
+        }
     }
 }
 

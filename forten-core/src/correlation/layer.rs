@@ -35,9 +35,15 @@ use crate::headers::X_CORRELATION_ID;
 /// assert_eq!(res.body(), "abc-1");
 /// # });
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct CorrelationLayer {
-    _priv: (),
+    extension: bool,
+}
+
+impl Default for CorrelationLayer {
+    fn default() -> Self {
+        CorrelationLayer { extension: true }
+    }
 }
 
 impl CorrelationLayer {
@@ -45,13 +51,27 @@ impl CorrelationLayer {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// Whether to also put the [`CorrelationContext`] into the request's
+    /// extensions (default `true`). Handlers always have
+    /// [`CorrelationContext::current`]; the extension is for code that moves
+    /// the request to another task, and for `ErrorResponseLayer` placed
+    /// outside this layer. Turning it off saves the extension map's
+    /// allocations on a request that has no other extensions.
+    pub fn request_extension(mut self, insert: bool) -> Self {
+        self.extension = insert;
+        self
+    }
 }
 
 impl<S> Layer<S> for CorrelationLayer {
     type Service = Correlation<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Correlation { inner }
+        Correlation {
+            inner,
+            extension: self.extension,
+        }
     }
 }
 
@@ -59,6 +79,7 @@ impl<S> Layer<S> for CorrelationLayer {
 #[derive(Debug, Clone)]
 pub struct Correlation<S> {
     inner: S,
+    extension: bool,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Correlation<S>
@@ -86,7 +107,9 @@ where
             correlation_id = %ctx.correlation_id(),
             trace_id = %ctx.trace_parent().trace_id(),
         );
-        req.extensions_mut().insert(ctx.clone());
+        if self.extension {
+            req.extensions_mut().insert(ctx.clone());
+        }
         let inner = span.in_scope(|| ctx.clone().sync_scope(|| self.inner.call(req)));
         CorrelationFuture {
             inner: ctx.scope(inner).instrument(span),

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use rand::RngExt;
-
 /// A W3C `traceparent`: version, trace-id, parent-id and trace flags.
 ///
 /// Parsing follows Trace Context level 2: lowercase hex only, all-zero ids
@@ -65,9 +63,8 @@ pub enum InvalidTraceParent {
 impl TraceId {
     /// A random, non-zero trace id.
     pub fn random() -> Self {
-        let mut rng = rand::rng();
         loop {
-            let v: u128 = rng.random();
+            let v = crate::random::u128();
             if v != 0 {
                 return TraceId(v);
             }
@@ -88,9 +85,8 @@ impl TraceId {
 impl SpanId {
     /// A random, non-zero span id.
     pub fn random() -> Self {
-        let mut rng = rand::rng();
         loop {
-            let v: u64 = rng.random();
+            let v = crate::random::u64();
             if v != 0 {
                 return SpanId(v);
             }

@@ -8,7 +8,9 @@ use tokio::task::futures::TaskLocalFuture;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Deadline, TimedFuture, parse_grpc_timeout, parse_request_timeout_ms};
+use tokio::time::Instant;
+
+use super::{Deadline, FAR_FUTURE, TimedFuture, parse_grpc_timeout, parse_request_timeout_ms};
 use crate::BoxError;
 use crate::headers::{GRPC_TIMEOUT, X_REQUEST_TIMEOUT_MS};
 
@@ -39,12 +41,26 @@ use crate::headers::{GRPC_TIMEOUT, X_REQUEST_TIMEOUT_MS};
 #[derive(Debug, Clone, Copy)]
 pub struct DeadlineLayer {
     max: Duration,
+    extension: bool,
 }
 
 impl DeadlineLayer {
     /// A layer whose requests get at most `max`, however much the caller offers.
     pub fn new(max: Duration) -> Self {
-        DeadlineLayer { max }
+        DeadlineLayer {
+            max,
+            extension: true,
+        }
+    }
+
+    /// Whether to also put the [`Deadline`] into the request's extensions
+    /// (default `true`). Handlers always have [`Deadline::current`]; the
+    /// extension is for code that moves the request to another task. Turning
+    /// it off saves the extension map's allocations on a request that has
+    /// no other extensions.
+    pub fn request_extension(mut self, insert: bool) -> Self {
+        self.extension = insert;
+        self
     }
 }
 
@@ -55,6 +71,7 @@ impl<S> Layer<S> for DeadlineLayer {
         DeadlineService {
             inner,
             max: self.max,
+            extension: self.extension,
         }
     }
 }
@@ -64,6 +81,7 @@ impl<S> Layer<S> for DeadlineLayer {
 pub struct DeadlineService<S> {
     inner: S,
     max: Duration,
+    extension: bool,
 }
 
 /// The smaller of the valid budgets the caller sent, if any.
@@ -106,14 +124,18 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let budget = incoming_budget(req.headers()).map_or(self.max, |b| b.min(self.max));
-        let mut deadline = Deadline::after(budget);
+        // One clock read per request: it is the largest fixed cost here.
+        let now = Instant::now();
+        let mut deadline = Deadline::at(now.checked_add(budget).unwrap_or(now + FAR_FUTURE));
         if let Some(outer) = Deadline::current() {
             deadline = deadline.min(outer);
         }
-        if deadline.is_expired() {
+        if deadline.instant() <= now {
             return TimedFuture::expired(budget);
         }
-        req.extensions_mut().insert(deadline);
+        if self.extension {
+            req.extensions_mut().insert(deadline);
+        }
         let fut = deadline.sync_scope(|| self.inner.call(req));
         TimedFuture::new(deadline.scope(fut), deadline.instant(), budget)
     }

@@ -7,7 +7,9 @@ use http::{HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{Deadline, TimedFuture};
+use tokio::time::Instant;
+
+use super::{Deadline, FAR_FUTURE, TimedFuture};
 use crate::BoxError;
 use crate::headers::X_REQUEST_TIMEOUT_MS;
 
@@ -89,8 +91,9 @@ where
             .get::<Deadline>()
             .copied()
             .or_else(Deadline::current);
+        let now = Instant::now();
         let budget = match deadline {
-            Some(d) => self.timeout.min(d.remaining()),
+            Some(d) => self.timeout.min(d.instant().saturating_duration_since(now)),
             None => self.timeout,
         };
         if budget.is_zero() {
@@ -102,7 +105,7 @@ where
         let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1);
         req.headers_mut()
             .insert(X_REQUEST_TIMEOUT_MS, HeaderValue::from(ms));
-        let at = Deadline::after(budget).instant();
+        let at = now.checked_add(budget).unwrap_or(now + FAR_FUTURE);
         TimedFuture::new(self.inner.call(req), at, budget)
     }
 }
