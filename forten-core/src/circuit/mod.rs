@@ -19,7 +19,20 @@
 //!
 //! In the closed state a call costs a few uncontended atomic operations: no
 //! lock, no allocation, no clock read (unless slow calls or a time window are
-//! configured), and threads count in separate cache lines.
+//! configured), and threads count in separate cache lines. The counts reach
+//! the shared window in batches, at once for a failed or slow call, and all
+//! of them before the breaker decides anything: on one thread the window is
+//! exactly the last N calls; across threads, calls that finish at the same
+//! time may enter it in a slightly different order.
+//!
+//! The `retry_after` of a rejection: while Open, the time left open; in
+//! HalfOpen with every probe taken, 1 s (the probes are about to answer);
+//! while ForcedOpen, the configured wait duration (a hint: it lasts until
+//! [`CircuitBreaker::reset`]).
+//!
+//! An Open breaker moves to HalfOpen on the first call after its wait (no
+//! timer runs in the background). A probe that never finishes holds its
+//! permit until its future is dropped: put a timeout inside the breaker.
 //!
 //! ```
 //! use std::time::Duration;
