@@ -9,6 +9,8 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
+#[path = "overhead/circuit.rs"]
+mod circuit;
 #[path = "overhead/foundation.rs"]
 mod foundation;
 #[path = "overhead/idempotency.rs"]
@@ -36,6 +38,7 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
     retry::bench(&mut g);
+    circuit::bench(&mut g);
     foundation::bench(&mut g);
     idempotency::bench(&mut g);
     g.finish();

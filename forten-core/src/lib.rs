@@ -2,6 +2,7 @@
 //!
 //! forten-core holds the middlewares every forten service stands on:
 //!
+//! - [`circuit`]: a circuit breaker for any tower service, plain or keyed per host;
 //! - [`correlation`]: correlation ids and W3C Trace Context, server and client side;
 //! - [`deadline`]: deadlines that shrink across hops (`x-request-timeout-ms`, `grpc-timeout`);
 //! - [`backoff`] and [`retry`]: retries with jittered backoff, a retry budget and
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod backoff;
+pub mod circuit;
 pub mod correlation;
 pub mod deadline;
 pub mod error;
