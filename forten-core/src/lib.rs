@@ -22,3 +22,8 @@ pub use error::Error;
 
 /// The boxed error type every tower middleware in forten speaks.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
