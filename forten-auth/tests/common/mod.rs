@@ -32,7 +32,7 @@ pub fn b64(bytes: &[u8]) -> String {
 
 /// A fresh Ed25519 key pair: signing key and the raw 32-byte public key.
 pub fn ed25519(kid: &str) -> (SigningKey, Vec<u8>) {
-    let doc = Ed25519KeyPair::generate_pkcs8v1().unwrap();
+    let doc = Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).unwrap();
     let public = Ed25519KeyPair::from_pkcs8(doc.as_ref())
         .unwrap()
         .public_key()
