@@ -60,6 +60,7 @@ impl fmt::Debug for ApiKeyLayerBuilder {
         f.debug_struct("ApiKeyLayerBuilder")
             .field("header", &self.header)
             .field("keys", &self.digests.len())
+            .field("too_short", &self.too_short)
             .finish()
     }
 }

@@ -55,7 +55,10 @@ pub enum Rejection {
 impl Rejection {
     /// Whether this rejection answers 403 (authenticated but not allowed) rather than 401.
     pub fn is_forbidden(&self) -> bool {
-        matches!(self, Rejection::MissingScope(_) | Rejection::MissingPermission(_))
+        matches!(
+            self,
+            Rejection::MissingScope(_) | Rejection::MissingPermission(_)
+        )
     }
 
     /// The forten error (DESIGN 4.3) this rejection answers with.
@@ -99,9 +102,7 @@ impl fmt::Display for Rejection {
             Rejection::TooLarge { limit } => write!(f, "token longer than {limit} bytes"),
             Rejection::Malformed => f.write_str("token is malformed"),
             Rejection::AlgorithmNotAllowed => f.write_str("token algorithm is not allowed"),
-            Rejection::AlgorithmMismatch => {
-                f.write_str("token algorithm does not match its key")
-            }
+            Rejection::AlgorithmMismatch => f.write_str("token algorithm does not match its key"),
             Rejection::UnknownKey => f.write_str("token signed with an unknown key"),
             Rejection::BadSignature => f.write_str("token signature is invalid"),
             Rejection::Expired => f.write_str("token has expired"),
@@ -127,7 +128,9 @@ pub enum AuthError {
     #[error("invalid auth configuration: {0}")]
     Config(String),
     /// A key could not be loaded from the given bytes.
-    #[error("cannot load {what} key: {source}; pass a PKCS#8 private / SPKI public key of that type")]
+    #[error(
+        "cannot load {what} key: {source}; pass a PKCS#8 private / SPKI public key of that type"
+    )]
     Key {
         /// Which kind of key was expected.
         what: &'static str,

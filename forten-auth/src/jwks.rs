@@ -151,18 +151,17 @@ impl JwksCacheBuilder {
         if self.fetch_timeout.is_zero() {
             return Err(AuthError::Config("JWKS fetch timeout is zero".to_owned()));
         }
-        let fetcher = match self.fetcher {
-            Some(f) => f,
-            None => {
-                if self.uri.scheme_str() != Some("http") || self.uri.host().is_none() {
-                    return Err(AuthError::Config(format!(
-                        "the built-in JWKS fetcher speaks http:// only (got {}); \
-                         pass an HTTPS client with .fetch_with(...)",
-                        self.uri
-                    )));
-                }
-                http_fetcher(self.max_document_bytes)
+        let fetcher = if let Some(f) = self.fetcher {
+            f
+        } else {
+            if self.uri.scheme_str() != Some("http") || self.uri.host().is_none() {
+                return Err(AuthError::Config(format!(
+                    "the built-in JWKS fetcher speaks http:// only (got {}); \
+                     pass an HTTPS client with .fetch_with(...)",
+                    self.uri
+                )));
             }
+            http_fetcher(self.max_document_bytes)
         };
         Ok(JwksCache {
             inner: Arc::new(Inner {

@@ -305,4 +305,3 @@ impl RequestCheck for UserTokenCheck {
         Ok(())
     }
 }
-

@@ -54,7 +54,10 @@ impl SigningKey {
     /// An HS256 shared secret (at least 32 bytes).
     pub fn hs256(secret: &[u8]) -> Result<Self, AuthError> {
         check_secret(secret)?;
-        Ok(Self::new(Algorithm::HS256, EncodingKey::from_secret(secret)))
+        Ok(Self::new(
+            Algorithm::HS256,
+            EncodingKey::from_secret(secret),
+        ))
     }
 
     /// An Ed25519 private key in PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`).
@@ -65,7 +68,11 @@ impl SigningKey {
 
     /// An Ed25519 private key in PKCS#8 DER.
     pub fn ed25519_pkcs8_der(der: &[u8]) -> Result<Self, AuthError> {
-        Self::checked(Algorithm::EdDSA, EncodingKey::from_ed_der(der), "Ed25519 private")
+        Self::checked(
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_der(der),
+            "Ed25519 private",
+        )
     }
 
     /// A P-256 (ES256) private key in PKCS#8 PEM.
@@ -76,18 +83,25 @@ impl SigningKey {
 
     /// A P-256 (ES256) private key in PKCS#8 DER.
     pub fn es256_pkcs8_der(der: &[u8]) -> Result<Self, AuthError> {
-        Self::checked(Algorithm::ES256, EncodingKey::from_ec_der(der), "P-256 private")
+        Self::checked(
+            Algorithm::ES256,
+            EncodingKey::from_ec_der(der),
+            "P-256 private",
+        )
     }
 
     fn new(alg: Algorithm, key: EncodingKey) -> Self {
-        SigningKey { kid: None, alg, key }
+        SigningKey {
+            kid: None,
+            alg,
+            key,
+        }
     }
 
     /// Loads the key by signing once, so a bad key fails at start-up, not at the first request.
     fn checked(alg: Algorithm, key: EncodingKey, what: &'static str) -> Result<Self, AuthError> {
         let k = Self::new(alg, key);
-        jsonwebtoken::crypto::sign(b"forten-auth key check", &k.key, alg)
-            .map_err(key_err(what))?;
+        jsonwebtoken::crypto::sign(b"forten-auth key check", &k.key, alg).map_err(key_err(what))?;
         Ok(k)
     }
 
@@ -185,7 +199,10 @@ impl VerifyingKey {
     /// An HS256 shared secret (at least 32 bytes).
     pub fn hs256(secret: &[u8]) -> Result<Self, AuthError> {
         check_secret(secret)?;
-        Ok(Self::new(Algorithm::HS256, DecodingKey::from_secret(secret)))
+        Ok(Self::new(
+            Algorithm::HS256,
+            DecodingKey::from_secret(secret),
+        ))
     }
 
     /// An Ed25519 public key in SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
@@ -202,7 +219,10 @@ impl VerifyingKey {
                 public.len()
             )));
         }
-        Ok(Self::new(Algorithm::EdDSA, DecodingKey::from_ed_der(public)))
+        Ok(Self::new(
+            Algorithm::EdDSA,
+            DecodingKey::from_ed_der(public),
+        ))
     }
 
     /// A P-256 (ES256) public key in SPKI PEM.
@@ -264,7 +284,11 @@ impl VerifyingKey {
     }
 
     fn new(alg: Algorithm, key: DecodingKey) -> Self {
-        VerifyingKey { kid: None, alg, key }
+        VerifyingKey {
+            kid: None,
+            alg,
+            key,
+        }
     }
 
     /// Names this key; tokens whose header carries this `kid` are checked with it.

@@ -63,7 +63,9 @@ mod rbac;
 mod service;
 mod verify;
 
-pub use api_key::{ApiKeyCheck, ApiKeyLayer, ApiKeyLayerBuilder, MIN_API_KEY_BYTES, X_INTERNAL_AUTH};
+pub use api_key::{
+    ApiKeyCheck, ApiKeyLayer, ApiKeyLayerBuilder, MIN_API_KEY_BYTES, X_INTERNAL_AUTH,
+};
 pub use check::{AuthFuture, AuthService, RequestCheck, rejection_response};
 pub use error::{AuthError, Rejection};
 pub use identity::{AuthenticatedSubject, Permissions, ServiceIdentity, UserClaims};

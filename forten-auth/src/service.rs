@@ -139,8 +139,7 @@ impl ServiceAuthBuilder {
         let key = self.key.ok_or_else(|| {
             AuthError::Config("no signing key: call .signing_key(SigningKey::...)".to_owned())
         })?;
-        if self.lifetime < Duration::from_secs(10) || self.lifetime > Duration::from_secs(86_400)
-        {
+        if self.lifetime < Duration::from_secs(10) || self.lifetime > Duration::from_secs(86_400) {
             return Err(AuthError::Config(format!(
                 "token lifetime {:?} is outside 10 s ..= 24 h",
                 self.lifetime
@@ -206,7 +205,11 @@ impl ServiceAuth {
     fn cached<T>(&self, target: &str, pick: impl Fn(&Cached) -> T) -> Result<T, AuthError> {
         let now = Instant::now();
         {
-            let cache = self.inner.cache.read().unwrap_or_else(PoisonError::into_inner);
+            let cache = self
+                .inner
+                .cache
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = cache.get(target).filter(|c| now < c.renew_at) {
                 return Ok(pick(c));
             }
@@ -366,8 +369,7 @@ impl ServiceAuthLayerBuilder {
             Some(a) => a,
             None if self.keys.is_empty() => {
                 return Err(AuthError::Config(
-                    "the key set is empty: add keys or list .algorithms(...) explicitly"
-                        .to_owned(),
+                    "the key set is empty: add keys or list .algorithms(...) explicitly".to_owned(),
                 ));
             }
             None => self.keys.algorithms(),

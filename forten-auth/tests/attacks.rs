@@ -1,4 +1,5 @@
 //! Attacks on token verification: each must answer 401 and never run the handler.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -85,7 +86,7 @@ async fn alg_none_in_any_case_is_rejected() {
             assert!(unsigned.ends_with('.'));
             let detail = rejected(&l, &unsigned).await;
             assert!(detail.contains("algorithm"), "{alg}: {detail}");
-            let stolen_sig = format!("{}{}", unsigned, real_sig);
+            let stolen_sig = format!("{unsigned}{real_sig}");
             rejected(&l, &stolen_sig).await;
         }
     }
@@ -148,7 +149,11 @@ async fn stripped_truncated_or_altered_signatures_are_rejected() {
     rejected(&l, &format!("{message}.{}", &sig[..1])).await;
     let mut flipped = sig.as_bytes().to_vec();
     flipped[5] = if flipped[5] == b'A' { b'B' } else { b'A' };
-    rejected(&l, &format!("{message}.{}", String::from_utf8(flipped).unwrap())).await;
+    rejected(
+        &l,
+        &format!("{message}.{}", String::from_utf8(flipped).unwrap()),
+    )
+    .await;
     // claims altered after signing
     let (header, _) = message.split_once('.').unwrap();
     let mut claims = user_claims("u1");
@@ -172,7 +177,9 @@ async fn embedded_jwk_and_jku_headers_are_ignored() {
         header.kid = Some(kid.to_owned());
         header.jwk = Some(attacker_jwk.clone());
         header.jku = Some(format!("{}/evil-jwks.json", server.uri()));
-        let token = attacker.sign_with_header(&header, &user_claims("admin")).unwrap();
+        let token = attacker
+            .sign_with_header(&header, &user_claims("admin"))
+            .unwrap();
         rejected(&l, &token).await;
     }
     assert!(
@@ -296,10 +303,22 @@ async fn missing_or_odd_authorization_headers_are_rejected() {
     let token = sign(&s.ed, &user_claims("u1"));
     for req in [
         http::Request::new(()),
-        http::Request::builder().header("authorization", "").body(()).unwrap(),
-        http::Request::builder().header("authorization", "Bearer").body(()).unwrap(),
-        http::Request::builder().header("authorization", "Bearer ").body(()).unwrap(),
-        http::Request::builder().header("authorization", format!("Basic {token}")).body(()).unwrap(),
+        http::Request::builder()
+            .header("authorization", "")
+            .body(())
+            .unwrap(),
+        http::Request::builder()
+            .header("authorization", "Bearer")
+            .body(())
+            .unwrap(),
+        http::Request::builder()
+            .header("authorization", "Bearer ")
+            .body(())
+            .unwrap(),
+        http::Request::builder()
+            .header("authorization", format!("Basic {token}"))
+            .body(())
+            .unwrap(),
         http::Request::builder()
             .header("authorization", format!("Bearer {token}"))
             .header("authorization", format!("Bearer {token}"))
@@ -351,7 +370,11 @@ async fn claims_reach_the_handler() {
     claims["roles"] = json!("viewer approver");
     claims["tenant_tier"] = json!("gold");
     let svc = l.layer(tower::service_fn(|req: http::Request<()>| async move {
-        let c = req.extensions().get::<forten_auth::UserClaims>().unwrap().clone();
+        let c = req
+            .extensions()
+            .get::<forten_auth::UserClaims>()
+            .unwrap()
+            .clone();
         let subject = req
             .extensions()
             .get::<forten_auth::AuthenticatedSubject>()

@@ -1,6 +1,7 @@
 //! jsonwebtoken 11 panics at the first sign/verify unless exactly one crypto
 //! backend feature is on in the whole build. This signs and verifies with
 //! every algorithm forten-auth supports, under the workspace's feature set.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 

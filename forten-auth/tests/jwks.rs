@@ -1,5 +1,6 @@
 //! JWKS: keys from a URL (served by wiremock), refresh, stale keys, and the
 //! refetch rate limit on unknown kids.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -47,7 +48,10 @@ fn layer(jwks: &JwksCache) -> JwtAuthLayer {
 async fn eventually(what: &str, cond: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -61,7 +65,10 @@ async fn keys_from_the_jwks_verify_tokens() {
     assert_eq!(jwks.refresh().await.unwrap(), 1);
     let counter = Counter::default();
     let svc = layer(&jwks).layer(counter.service());
-    assert_eq!(send(&svc, bearer(&sign(&k1, &user_claims("u1")))).await.0, 200);
+    assert_eq!(
+        send(&svc, bearer(&sign(&k1, &user_claims("u1")))).await.0,
+        200
+    );
     assert_eq!(counter.calls(), 1);
 }
 
@@ -78,7 +85,8 @@ async fn unknown_kids_cause_at_most_one_fetch_per_interval() {
     let svc = layer(&jwks).layer(counter.service());
     for i in 0..100 {
         let (attacker, _) = ed25519(&format!("made-up-{i}"));
-        let (status, headers, body) = send(&svc, bearer(&sign(&attacker, &user_claims("u1")))).await;
+        let (status, headers, body) =
+            send(&svc, bearer(&sign(&attacker, &user_claims("u1")))).await;
         assert_401(status, &headers, &body);
     }
     assert_eq!(counter.calls(), 0);
@@ -149,7 +157,10 @@ async fn symmetric_keys_in_a_jwks_are_skipped() {
     let secret = [9u8; 32];
     serve(
         &server,
-        vec![okp("k1", &p1), json!({"kty": "oct", "k": b64(&secret), "kid": "sym", "alg": "HS256"})],
+        vec![
+            okp("k1", &p1),
+            json!({"kty": "oct", "k": b64(&secret), "kid": "sym", "alg": "HS256"}),
+        ],
     )
     .await;
     let jwks = cache(&server, Duration::from_secs(30));
@@ -157,7 +168,11 @@ async fn symmetric_keys_in_a_jwks_are_skipped() {
     assert_eq!(jwks.keys().kids(), vec!["k1".to_owned()]);
     let counter = Counter::default();
     let svc = layer(&jwks).layer(counter.service());
-    let token = forge_hs256(&json!({"alg": "HS256", "kid": "sym"}), &user_claims("admin"), &secret);
+    let token = forge_hs256(
+        &json!({"alg": "HS256", "kid": "sym"}),
+        &user_claims("admin"),
+        &secret,
+    );
     let (status, headers, body) = send(&svc, bearer(&token)).await;
     assert_401(status, &headers, &body);
     assert_eq!(counter.calls(), 0);
@@ -177,7 +192,10 @@ async fn the_background_refresher_follows_the_published_set() {
     let keys = jwks.keys();
     eventually("the first fetch", || keys.kids() == vec!["k1".to_owned()]).await;
     serve(&server, vec![okp("k2", &p2)]).await;
-    eventually("the periodic refresh", || keys.kids() == vec!["k2".to_owned()]).await;
+    eventually("the periodic refresh", || {
+        keys.kids() == vec!["k2".to_owned()]
+    })
+    .await;
     // the task ends once every handle is gone
     drop(jwks);
     drop(keys);

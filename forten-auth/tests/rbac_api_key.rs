@@ -1,4 +1,5 @@
 //! RBAC (roles -> permissions, 403) and internal API keys (401).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -75,7 +76,11 @@ async fn a_permission_check_without_an_auth_layer_answers_401() {
 async fn a_route_table_picks_the_permission_per_route() {
     let key = SigningKey::hs256(&[5u8; 32]).unwrap().with_kid("u");
     let table = RouteTable::new()
-        .route(Method::POST, "/api/v1/events/{id}/approve", "events:approve")
+        .route(
+            Method::POST,
+            "/api/v1/events/{id}/approve",
+            "events:approve",
+        )
         .route(Method::GET, "/api/v1/events/**", "events:read");
     let counter = Counter::default();
     let svc = jwt_layer(&key).layer(RequirePermissionLayer::routes(table).layer(counter.service()));
@@ -88,7 +93,10 @@ async fn a_route_table_picks_the_permission_per_route() {
             .body(())
             .unwrap()
     };
-    assert_eq!(send(&svc, req(Method::GET, "/api/v1/events/7")).await.0, 200);
+    assert_eq!(
+        send(&svc, req(Method::GET, "/api/v1/events/7")).await.0,
+        200
+    );
     let (status, headers, body) = send(&svc, req(Method::POST, "/api/v1/events/7/approve")).await;
     assert_403(status, &headers, &body);
     // routes outside the table need no permission
@@ -119,7 +127,7 @@ async fn api_keys_are_checked_and_rotate() {
     assert_eq!(counter.calls(), 2);
 
     for bad in [
-        "internal-key-aaaaaaaaaaaaaaab", // wrong, same length
+        "internal-key-aaaaaaaaaaaaaaab",  // wrong, same length
         "internal-key-aaaaaaaaaaaaaaaaa", // one byte longer
         "internal-key",                   // a prefix
         "",                               // empty
@@ -150,9 +158,15 @@ async fn the_api_key_header_is_configurable_and_keys_validated() {
         .build()
         .unwrap()
         .layer(counter.service());
-    let req = http::Request::builder().header("x-ops-key", KEY_A).body(()).unwrap();
+    let req = http::Request::builder()
+        .header("x-ops-key", KEY_A)
+        .body(())
+        .unwrap();
     assert_eq!(send(&svc, req).await.0, 200);
-    let req = http::Request::builder().header("x-internal-auth", KEY_A).body(()).unwrap();
+    let req = http::Request::builder()
+        .header("x-internal-auth", KEY_A)
+        .body(())
+        .unwrap();
     assert_eq!(send(&svc, req).await.0, 401);
 
     assert!(ApiKeyLayer::builder().build().is_err());

@@ -1,4 +1,5 @@
 //! Service-to-service tokens: minting, caching, and the server-side layer.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 mod common;
 
@@ -74,7 +75,10 @@ async fn tokens_are_cached_per_target_and_renewed_before_expiry() {
     assert_eq!(h1.to_str().unwrap(), format!("Bearer {a1}"));
     let b1 = auth.token_for("billing").unwrap();
     assert_ne!(a1, b1);
-    assert_eq!(claims_of(&b1).aud, forten_auth::Audience::One("billing".into()));
+    assert_eq!(
+        claims_of(&b1).aud,
+        forten_auth::Audience::One("billing".into())
+    );
 
     // still cached at 79% of the lifetime
     tokio::time::advance(Duration::from_secs(79)).await;
@@ -90,7 +94,10 @@ async fn tokens_are_cached_per_target_and_renewed_before_expiry() {
 
 #[tokio::test]
 async fn builders_reject_bad_settings() {
-    assert!(matches!(SigningKey::hs256(b"short"), Err(AuthError::Config(_))));
+    assert!(matches!(
+        SigningKey::hs256(b"short"),
+        Err(AuthError::Config(_))
+    ));
     assert!(matches!(
         ServiceAuth::builder("orders").build(),
         Err(AuthError::Config(m)) if m.contains("signing_key")
@@ -122,7 +129,10 @@ async fn builders_reject_bad_settings() {
         "no allowed callers"
     );
     assert!(SigningKey::ed25519_pkcs8_der(b"not a key").is_err());
-    assert!(SigningKey::es256_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err());
+    assert!(
+        SigningKey::es256_pem(b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -147,7 +157,12 @@ async fn a_valid_service_token_reaches_the_handler_with_its_identity() {
         let layer = server("events", KeySet::new([verifying]), &["events:read"]);
         let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
             let id = req.extensions().get::<ServiceIdentity>().unwrap().clone();
-            assert!(req.extensions().get::<Permissions>().unwrap().contains("events:read"));
+            assert!(
+                req.extensions()
+                    .get::<Permissions>()
+                    .unwrap()
+                    .contains("events:read")
+            );
             Ok::<_, std::convert::Infallible>(http::Response::new(format!(
                 "{}:{}",
                 id.name,
@@ -205,9 +220,8 @@ async fn a_missing_scope_answers_403() {
     assert_eq!(counter.calls(), 0);
 
     // scopes count as permissions for RequirePermissionLayer too
-    let svc = server("events", keys, &[]).layer(
-        RequirePermissionLayer::new("events:delete").layer(counter.service()),
-    );
+    let svc = server("events", keys, &[])
+        .layer(RequirePermissionLayer::new("events:delete").layer(counter.service()));
     let (status, headers, body) = send(&svc, bearer(&auth.token_for("events").unwrap())).await;
     assert_403(status, &headers, &body);
     assert_eq!(counter.calls(), 0);
@@ -254,7 +268,8 @@ async fn the_401_document_carries_the_correlation_id() {
     let keys = KeySet::new([hs_key().verifying_key().unwrap()]);
     let counter = Counter::default();
     let svc = server("events", keys, &[]).layer(counter.service());
-    let ctx = forten_core::correlation::CorrelationContext::from_values(Some("corr-123"), None, None);
+    let ctx =
+        forten_core::correlation::CorrelationContext::from_values(Some("corr-123"), None, None);
     let mut req = http::Request::new(());
     req.extensions_mut().insert(ctx);
     let (status, headers, body) = send(&svc, req).await;

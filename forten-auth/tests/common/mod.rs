@@ -1,5 +1,5 @@
 //! Shared helpers for forten-auth's behaviour tests.
-#![allow(dead_code, unreachable_pub, clippy::missing_panics_doc)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // shared by several test binaries
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -153,7 +153,10 @@ where
 /// Asserts a 401 JSON:API document with WWW-Authenticate; returns its detail.
 pub fn assert_401(status: http::StatusCode, headers: &http::HeaderMap, body: &Value) -> String {
     assert_eq!(status, 401, "body: {body}");
-    assert_eq!(headers["www-authenticate"], "Bearer error=\"invalid_token\"");
+    assert_eq!(
+        headers["www-authenticate"],
+        "Bearer error=\"invalid_token\""
+    );
     assert_eq!(headers["content-type"], "application/vnd.api+json");
     assert_eq!(body["errors"][0]["code"], "UNAUTHENTICATED");
     body["errors"][0]["detail"].as_str().unwrap().to_owned()
