@@ -170,6 +170,7 @@ impl SigningKey {
         };
         Ok(VerifyingKey {
             kid: self.kid.clone(),
+            issuer: None,
             alg: self.alg,
             key: decoding,
         })
@@ -182,6 +183,7 @@ impl SigningKey {
 #[derive(Clone)]
 pub struct VerifyingKey {
     kid: Option<Arc<str>>,
+    issuer: Option<Arc<str>>,
     alg: Algorithm,
     key: DecodingKey,
 }
@@ -190,6 +192,7 @@ impl fmt::Debug for VerifyingKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VerifyingKey")
             .field("kid", &self.kid)
+            .field("issuer", &self.issuer)
             .field("alg", &self.alg)
             .finish_non_exhaustive()
     }
@@ -278,6 +281,7 @@ impl VerifyingKey {
         let key = DecodingKey::from_jwk(jwk).map_err(key_err("JWK"))?;
         Ok(VerifyingKey {
             kid: jwk.common.key_id.as_deref().map(Arc::from),
+            issuer: None,
             alg,
             key,
         })
@@ -286,6 +290,7 @@ impl VerifyingKey {
     fn new(alg: Algorithm, key: DecodingKey) -> Self {
         VerifyingKey {
             kid: None,
+            issuer: None,
             alg,
             key,
         }
@@ -300,6 +305,20 @@ impl VerifyingKey {
     /// The key id, if any.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+
+    /// Binds this key to one issuer: a token it verifies must carry this `iss`
+    /// (which must also be allowed by the verifier). With one key pair per
+    /// calling service, this stops a caller from minting tokens in another
+    /// caller's name with its own key.
+    pub fn bound_to_issuer(mut self, issuer: impl Into<Arc<str>>) -> Self {
+        self.issuer = Some(issuer.into());
+        self
+    }
+
+    /// The issuer this key is bound to, if any.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
     }
 
     /// The one algorithm this key verifies.

@@ -117,6 +117,19 @@ impl Verifier {
                 hook(kid);
             }
         })?;
+        let bound;
+        let validation = match key.issuer() {
+            None => validation,
+            Some(iss) => {
+                if !validation.iss.as_ref().is_some_and(|set| set.contains(iss)) {
+                    return Err(Rejection::WrongIssuer);
+                }
+                let mut v = validation.clone();
+                v.set_issuer(&[iss]);
+                bound = v;
+                &bound
+            }
+        };
         jsonwebtoken::decode::<C>(token, key.decoding_key(), validation)
             .map(|data| data.claims)
             .map_err(|e| Rejection::from_jwt(&e))

@@ -59,3 +59,51 @@ fn pem_keys_load() {
     }
     assert!(VerifyingKey::ed25519_pem(es_public).is_err());
 }
+
+#[test]
+fn the_jwt_builder_validates() {
+    let keys = || KeySet::new([VerifyingKey::hs256(&[1u8; 32]).unwrap()]);
+    let full = || {
+        JwtAuthLayer::builder()
+            .issuer("auth-service")
+            .audience("api-gateway")
+            .algorithms([Algorithm::HS256])
+    };
+    assert!(full().keys(keys()).build().is_ok());
+    assert!(full().build().is_err(), "no key source");
+    assert!(
+        JwtAuthLayer::builder()
+            .audience("api-gateway")
+            .algorithms([Algorithm::HS256])
+            .keys(keys())
+            .build()
+            .is_err(),
+        "no issuer"
+    );
+    assert!(
+        JwtAuthLayer::builder()
+            .issuer("auth-service")
+            .algorithms([Algorithm::HS256])
+            .keys(keys())
+            .build()
+            .is_err(),
+        "no audience"
+    );
+    assert!(
+        JwtAuthLayer::builder()
+            .issuer("auth-service")
+            .audience("api-gateway")
+            .keys(keys())
+            .build()
+            .is_err(),
+        "no algorithm allow-list"
+    );
+    assert!(
+        full()
+            .keys(keys())
+            .leeway(std::time::Duration::from_secs(3600))
+            .build()
+            .is_err()
+    );
+    assert!(full().keys(keys()).max_token_bytes(10).build().is_err());
+}

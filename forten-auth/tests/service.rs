@@ -276,3 +276,27 @@ async fn the_401_document_carries_the_correlation_id() {
     assert_401(status, &headers, &body);
     assert_eq!(body["errors"][0]["meta"]["requestId"], "corr-123");
 }
+
+#[tokio::test]
+async fn a_key_bound_to_an_issuer_cannot_speak_for_another_caller() {
+    let (orders_key, orders_pub) = ed25519("orders-1");
+    let (gateway_key, gateway_pub) = ed25519("gateway-1");
+    let keys = KeySet::new([
+        ed25519_public("orders-1", &orders_pub).bound_to_issuer("orders"),
+        ed25519_public("gateway-1", &gateway_pub).bound_to_issuer("gateway"),
+    ]);
+    let counter = Counter::default();
+    let svc = server("events", keys, &[]).layer(counter.service());
+    // each caller with its own key: accepted
+    for (name, key) in [("orders", orders_key.clone()), ("gateway", gateway_key)] {
+        let token = caller(name, key, &[]).token_for("events").unwrap();
+        assert_eq!(send(&svc, bearer(&token)).await.0, 200, "{name}");
+    }
+    // orders signs a token claiming to be gateway: rejected
+    let forged = caller("gateway", orders_key, &[])
+        .token_for("events")
+        .unwrap();
+    let (status, headers, body) = send(&svc, bearer(&forged)).await;
+    assert!(assert_401(status, &headers, &body).contains("issuer"));
+    assert_eq!(counter.calls(), 2);
+}
