@@ -9,6 +9,8 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
+#[path = "overhead/auth.rs"]
+mod auth;
 #[path = "overhead/foundation.rs"]
 mod foundation;
 
@@ -32,6 +34,7 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
     foundation::bench(&mut g);
+    auth::bench(&mut g);
     g.finish();
 }
 
