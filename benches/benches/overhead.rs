@@ -13,6 +13,8 @@ use tower::service_fn;
 mod auth;
 #[path = "overhead/foundation.rs"]
 mod foundation;
+#[path = "overhead/idempotency.rs"]
+mod idempotency;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -34,6 +36,7 @@ fn overhead(c: &mut Criterion) {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
     foundation::bench(&mut g);
+    idempotency::bench(&mut g);
     auth::bench(&mut g);
     g.finish();
 }

@@ -5,6 +5,8 @@
 //! - [`correlation`]: correlation ids and W3C Trace Context, server and client side;
 //! - [`deadline`]: deadlines that shrink across hops (`x-request-timeout-ms`, `grpc-timeout`);
 //! - [`error`]: one error model and its JSON:API mapping ([`Error`], [`error::ErrorResponseLayer`]);
+//! - [`idempotency`]: Idempotency-Key handling (server layer, client key layer, memory and Redis stores);
+//! - [`ratelimit`]: keyed GCRA rate limits with the ratelimit-headers draft fields, and bulkheads;
 //! - [`headers`] and [`time`]: the wire contracts' names and timestamp format.
 //!
 //! Every layer is a plain `tower::Layer`, so it wraps the services you already have.
@@ -15,7 +17,9 @@ pub mod correlation;
 pub mod deadline;
 pub mod error;
 pub mod headers;
+pub mod idempotency;
 mod random;
+pub mod ratelimit;
 pub mod time;
 
 pub use error::Error;
