@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use forten_core::idempotency::ClientIdentity;
 use http::Extensions;
 
 /// The calling service, put into request extensions by
@@ -75,21 +76,8 @@ impl Permissions {
     }
 }
 
-/// The authenticated subject of a request (a user's `sub`, or a calling
-/// service's name), put into request extensions by the JWT and service
-/// layers. forten-core's idempotency layer scopes its entries by the
-/// client identity; this is the value to give it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct AuthenticatedSubject(pub Arc<str>);
-
-impl AuthenticatedSubject {
-    /// The subject as a string.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Records `subject` as the request's authenticated caller.
+/// Records `subject` as the request's authenticated caller, as the
+/// [`ClientIdentity`] forten-core's idempotency and rate-limit layers scope by.
 pub(crate) fn record_subject(extensions: &mut Extensions, subject: &str) {
-    extensions.insert(AuthenticatedSubject(Arc::from(subject)));
+    extensions.insert(ClientIdentity::new(subject));
 }

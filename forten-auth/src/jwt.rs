@@ -26,7 +26,7 @@ use crate::verify::{
 /// [`KeySet`] or a [`JwksCache`]. Tokens over the size limit (default 8 KiB)
 /// are rejected before parsing; `jwk` / `jku` / `x5u` headers are ignored.
 ///
-/// Puts [`UserClaims`], an [`AuthenticatedSubject`](crate::AuthenticatedSubject)
+/// Puts [`UserClaims`], an [`ClientIdentity`](crate::ClientIdentity)
 /// and, when a [`Policy`] is set, the [`Permissions`](crate::Permissions) its roles grant into
 /// request extensions. Answers 401 itself; the inner service does not run.
 ///

@@ -68,7 +68,11 @@ pub use api_key::{
 };
 pub use check::{AuthFuture, AuthService, RequestCheck, rejection_response};
 pub use error::{AuthError, Rejection};
-pub use identity::{AuthenticatedSubject, Permissions, ServiceIdentity, UserClaims};
+/// The authenticated caller (user `sub` or calling service name), as the JWT
+/// and service layers record it in request extensions; forten-core's
+/// idempotency layer scopes its entries by it.
+pub use forten_core::idempotency::ClientIdentity;
+pub use identity::{Permissions, ServiceIdentity, UserClaims};
 pub use jwks::{FetchFuture, JwksCache, JwksCacheBuilder};
 pub use jwt::{JwtAuthLayer, JwtAuthLayerBuilder, UserTokenCheck};
 pub use keys::{KeySet, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey};

@@ -260,7 +260,7 @@ impl ServiceAuth {
 /// allowed algorithm, and (optionally) holding the required scopes.
 ///
 /// Puts a [`ServiceIdentity`], [`Permissions`] (the scopes) and an
-/// [`AuthenticatedSubject`](crate::AuthenticatedSubject) into request
+/// [`ClientIdentity`](crate::ClientIdentity) into request
 /// extensions. Answers 401 (bad or missing token) or 403 (missing scope)
 /// itself; the inner service does not run.
 ///

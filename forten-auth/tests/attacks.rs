@@ -377,7 +377,7 @@ async fn claims_reach_the_handler() {
             .clone();
         let subject = req
             .extensions()
-            .get::<forten_auth::AuthenticatedSubject>()
+            .get::<forten_auth::ClientIdentity>()
             .unwrap()
             .clone();
         assert_eq!(subject.as_str(), "user-42");
