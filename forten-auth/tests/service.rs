@@ -163,6 +163,11 @@ async fn a_valid_service_token_reaches_the_handler_with_its_identity() {
                     .unwrap()
                     .contains("events:read")
             );
+            let client = req
+                .extensions()
+                .get::<forten_auth::ClientIdentity>()
+                .unwrap();
+            assert_eq!(client.as_str(), "orders");
             Ok::<_, std::convert::Infallible>(http::Response::new(format!(
                 "{}:{}",
                 id.name,
