@@ -1,7 +1,8 @@
 //! Authentication and authorization as tower layers: service-to-service
 //! JWTs, user JWTs (static keys or JWKS), scopes, RBAC and internal API keys.
 //!
-//! - [`ServiceAuth`] mints (and caches per target) the tokens a service sends;
+//! - [`ServiceAuth`] mints (and caches per target) the tokens a service sends
+//!   ([`ServiceTokenLayer`] adds them to outbound requests);
 //!   [`ServiceAuthLayer`] checks them on the called service and puts a
 //!   [`ServiceIdentity`] into request extensions.
 //! - [`JwtAuthLayer`] validates user tokens at the gateway, with keys from a
@@ -54,6 +55,7 @@
 
 mod api_key;
 mod check;
+mod client;
 mod error;
 mod identity;
 mod jwks;
@@ -67,6 +69,7 @@ pub use api_key::{
     ApiKeyCheck, ApiKeyLayer, ApiKeyLayerBuilder, MIN_API_KEY_BYTES, X_INTERNAL_AUTH,
 };
 pub use check::{AuthFuture, AuthService, RequestCheck, rejection_response};
+pub use client::{ServiceToken, ServiceTokenFuture, ServiceTokenLayer};
 pub use error::{AuthError, Rejection};
 /// The authenticated caller (user `sub` or calling service name), as the JWT
 /// and service layers record it in request extensions; forten-core's

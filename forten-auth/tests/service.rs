@@ -305,3 +305,28 @@ async fn a_key_bound_to_an_issuer_cannot_speak_for_another_caller() {
     assert!(assert_401(status, &headers, &body).contains("issuer"));
     assert_eq!(counter.calls(), 2);
 }
+
+#[tokio::test]
+async fn the_client_layer_sends_a_token_the_server_accepts() {
+    use tower::ServiceExt as _;
+    let auth = caller("orders", hs_key(), &["events:read"]);
+    let keys = KeySet::new([hs_key().verifying_key().unwrap()]);
+    let counter = Counter::default();
+    let server = server("events", keys, &["events:read"]).layer(counter.service());
+    // the "network": hand the outbound request to the server stack
+    let client = forten_auth::ServiceTokenLayer::new(auth.clone(), "events").layer(
+        tower::service_fn(move |req: http::Request<()>| {
+            let server = server.clone();
+            async move { server.oneshot(req).await }
+        }),
+    );
+    let res = client
+        .clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client.oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(counter.calls(), 2);
+}
