@@ -15,6 +15,8 @@ mod auth;
 mod foundation;
 #[path = "overhead/idempotency.rs"]
 mod idempotency;
+#[path = "overhead/retry.rs"]
+mod retry;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -35,6 +37,7 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
+    retry::bench(&mut g);
     foundation::bench(&mut g);
     idempotency::bench(&mut g);
     auth::bench(&mut g);

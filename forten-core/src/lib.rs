@@ -4,6 +4,8 @@
 //!
 //! - [`correlation`]: correlation ids and W3C Trace Context, server and client side;
 //! - [`deadline`]: deadlines that shrink across hops (`x-request-timeout-ms`, `grpc-timeout`);
+//! - [`backoff`] and [`retry`]: retries with jittered backoff, a retry budget and
+//!   deadline awareness;
 //! - [`error`]: one error model and its JSON:API mapping ([`Error`], [`error::ErrorResponseLayer`]);
 //! - [`idempotency`]: Idempotency-Key handling (server layer, client key layer, memory and Redis stores);
 //! - [`ratelimit`]: keyed GCRA rate limits with the ratelimit-headers draft fields, and bulkheads;
@@ -13,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod correlation;
 pub mod deadline;
 pub mod error;
@@ -20,6 +23,7 @@ pub mod headers;
 pub mod idempotency;
 mod random;
 pub mod ratelimit;
+pub mod retry;
 pub mod time;
 
 pub use error::Error;
