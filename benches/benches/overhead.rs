@@ -9,6 +9,8 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
+#[path = "overhead/auth.rs"]
+mod auth;
 #[path = "overhead/circuit.rs"]
 mod circuit;
 #[path = "overhead/foundation.rs"]
@@ -41,6 +43,7 @@ fn overhead(c: &mut Criterion) {
     circuit::bench(&mut g);
     foundation::bench(&mut g);
     idempotency::bench(&mut g);
+    auth::bench(&mut g);
     g.finish();
 }
 
