@@ -19,6 +19,8 @@ mod foundation;
 mod idempotency;
 #[path = "overhead/retry.rs"]
 mod retry;
+#[path = "overhead/stack.rs"]
+mod stack;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -44,6 +46,7 @@ fn overhead(c: &mut Criterion) {
     foundation::bench(&mut g);
     idempotency::bench(&mut g);
     auth::bench(&mut g);
+    stack::bench(&mut g);
     g.finish();
 }
 

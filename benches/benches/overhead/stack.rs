@@ -1,0 +1,42 @@
+//! The server-and-client resilience stack in one piece: correlation, deadline,
+//! retry (first attempt succeeds) and a closed circuit breaker.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
+use forten_benches::{call_ready, report_allocations};
+use forten_core::circuit::CircuitBreaker;
+use forten_core::correlation::CorrelationLayer;
+use forten_core::deadline::DeadlineLayer;
+use forten_core::retry::{RetryConfig, RetryLayer};
+use http::Request;
+use tower::ServiceBuilder;
+
+use super::baseline;
+
+pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
+    // tokio's timer needs a runtime context even when it is never armed.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+
+    let breaker = CircuitBreaker::builder("full-stack")
+        .build()
+        .expect("valid config");
+    let mut svc = ServiceBuilder::new()
+        .layer(CorrelationLayer::new())
+        .layer(DeadlineLayer::new(Duration::from_secs(30)))
+        .layer(RetryLayer::new(RetryConfig::default()))
+        .layer(breaker.layer())
+        .service(baseline());
+    report_allocations("full_stack", 10_000, || {
+        black_box(call_ready(&mut svc, Request::new(())).ok());
+    });
+    g.bench_function("full_stack", |b| {
+        b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
+    });
+}
