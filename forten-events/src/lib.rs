@@ -44,6 +44,8 @@ mod envelope;
 mod error;
 mod handler;
 mod memory;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 mod subscription;
 mod topic;
 
@@ -55,4 +57,6 @@ pub use envelope::{EncodedEvent, Event, EventMetadata, SCHEMA_VERSION};
 pub use error::{Error, HandlerError};
 pub use handler::{Delivery, Handler};
 pub use memory::MemoryBus;
+#[cfg(feature = "rabbitmq")]
+pub use rabbitmq::{RabbitMqBus, RabbitMqConfig};
 pub use subscription::{Subscription, SubscriptionBuilder};
