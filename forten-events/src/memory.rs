@@ -114,6 +114,11 @@ impl MemoryBus {
         Some(lock(&q.state).ready.len())
     }
 
+    /// True until [`close`](Self::close).
+    pub fn is_connected(&self) -> bool {
+        !self.client.closed.load(Ordering::SeqCst)
+    }
+
     /// Connection changes: `Closed` once this client is closed.
     pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.client.events.subscribe()
@@ -295,7 +300,7 @@ impl Publisher for MemoryBus {
     }
 
     fn is_connected(&self) -> bool {
-        !self.client.closed.load(Ordering::SeqCst)
+        MemoryBus::is_connected(self)
     }
 }
 

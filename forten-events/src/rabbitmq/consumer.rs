@@ -21,39 +21,66 @@ use crate::error::Error;
 use crate::handler::Handler;
 use crate::subscription::Subscription;
 
+/// How long settling one delivery may take.
+const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) struct Started {
     inner: Arc<Inner>,
+    generation: u64,
     channel: Channel,
     consumer: Consumer,
     tag: String,
     dispatcher: Arc<Dispatcher>,
 }
 
-/// Opens the subscription's channel, declares its topology there (so lapin
-/// replays it on recovery), sets the prefetch and starts consuming.
-pub(crate) async fn start(
-    inner: Arc<Inner>,
-    sub: Subscription,
-    handler: Arc<dyn Handler>,
-) -> Result<Started, Error> {
-    let channel = inner.consume_conn.create_channel().await.map_err(broker)?;
-    inner.declare_on(&channel, &sub).await?;
+/// Opens a channel on the current consuming connection, declares the
+/// subscription's topology there, sets the prefetch and starts consuming.
+async fn open(
+    inner: &Inner,
+    sub: &Subscription,
+    tag: &str,
+) -> Result<(u64, Channel, Consumer), Error> {
+    let link = inner.consume_link();
+    let channel = link.conn.create_channel().await.map_err(broker)?;
+    inner.declare_on(&channel, sub).await?;
     channel
         .basic_qos(sub.prefetch, BasicQosOptions::default())
         .await
         .map_err(broker)?;
-    let tag = format!("{}.{}", inner.cfg.app_id, uuid::Uuid::new_v4());
     let consumer = channel
         .basic_consume(
             short(&sub.queue),
-            short(&tag),
+            short(tag),
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
         .await
         .map_err(broker)?;
+    Ok((link.generation, channel, consumer))
+}
+
+/// Starts consuming; errors (a bad declaration, no connection) are the caller's.
+pub(crate) async fn start(
+    inner: Arc<Inner>,
+    sub: Subscription,
+    handler: Arc<dyn Handler>,
+) -> Result<Started, Error> {
+    let tag = format!("{}.{}", inner.cfg.app_id, uuid::Uuid::new_v4());
+    let (generation, channel, consumer) = match open(&inner, &sub, &tag).await {
+        Ok(opened) => opened,
+        Err(Error::Broker(e)) if !inner.consume_link().conn.status().connected() => {
+            // The connection died since the last use: reconnect once.
+            tracing::debug!(error = %e, "consuming connection down at subscribe; reconnecting");
+            inner
+                .reconnect_consume(inner.consume_link().generation)
+                .await?;
+            open(&inner, &sub, &tag).await?
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Started {
         inner,
+        generation,
         channel,
         consumer,
         tag,
@@ -66,38 +93,58 @@ impl Started {
         let d = self.dispatcher.clone();
         let sem = Arc::new(Semaphore::new(d.sub.concurrency));
         let mut tasks = JoinSet::new();
-        loop {
-            let permit = tokio::select! {
-                biased;
-                () = token.cancelled() => break,
-                p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
-            let next = tokio::select! {
-                biased;
-                () = token.cancelled() => break,
-                n = self.consumer.next() => n,
-            };
-            match next {
-                None => {
-                    tracing::warn!(queue = %d.queue, "the broker cancelled the consumer");
-                    break;
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(queue = %d.queue, error = %e, "consumer interrupted; waiting for recovery");
-                    if let Err(e) = self.channel.wait_for_recovery(e).await {
-                        tracing::error!(queue = %d.queue, error = %e, "consumer cannot recover");
+        'connection: loop {
+            loop {
+                let permit = tokio::select! {
+                    biased;
+                    () = token.cancelled() => break 'connection,
+                    p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'connection },
+                };
+                let next = tokio::select! {
+                    biased;
+                    () = token.cancelled() => break 'connection,
+                    n = self.consumer.next() => n,
+                };
+                match next {
+                    None => {
+                        tracing::debug!(queue = %d.queue, "consumer ended");
                         break;
                     }
+                    Some(Err(e)) => {
+                        tracing::debug!(queue = %d.queue, error = %e, "consumer failed");
+                        break;
+                    }
+                    Some(Ok(delivery)) => {
+                        let (inner, d) = (self.inner.clone(), d.clone());
+                        tasks.spawn(async move {
+                            handle(&inner, &d, delivery).await;
+                            drop(permit);
+                        });
+                    }
                 }
-                Some(Ok(delivery)) => {
-                    let (inner, d) = (self.inner.clone(), d.clone());
-                    tasks.spawn(async move {
-                        handle(&inner, &d, delivery).await;
-                        drop(permit);
-                    });
+                while tasks.try_join_next().is_some() {}
+            }
+            // The channel or connection is gone: deliveries not acked come
+            // back from the broker; consume again on a new connection.
+            loop {
+                let reopened = tokio::select! {
+                    () = token.cancelled() => break 'connection,
+                    r = self.reopen() => r,
+                };
+                match reopened {
+                    Ok(()) => {
+                        tracing::info!(queue = %d.queue, "consuming again after a reconnect");
+                        continue 'connection;
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = %d.queue, error = %e, "could not resume consuming; retrying");
+                        tokio::select! {
+                            () = token.cancelled() => break 'connection,
+                            () = tokio::time::sleep(self.inner.cfg.reconnect_max) => {}
+                        }
+                    }
                 }
             }
-            while tasks.try_join_next().is_some() {}
         }
         // Graceful close: no more deliveries, in-flight handlers get the
         // grace period, then closing the channel hands every unacked
@@ -120,6 +167,31 @@ impl Started {
         while tasks.join_next().await.is_some() {}
         if let Err(e) = self.channel.close(200, "subscription closed".into()).await {
             tracing::debug!(error = %e, "channel.close");
+        }
+    }
+
+    /// Reconnects the consuming connection if this consumer's generation
+    /// is still current, then consumes on a fresh channel.
+    async fn reopen(&mut self) -> Result<(), Error> {
+        let link = self.inner.consume_link();
+        if link.generation == self.generation && !link.conn.status().connected() {
+            self.inner.reconnect_consume(self.generation).await?;
+        }
+        match open(&self.inner, &self.dispatcher.sub, &self.tag).await {
+            Ok((generation, channel, consumer)) => {
+                self.generation = generation;
+                self.channel = channel;
+                self.consumer = consumer;
+                Ok(())
+            }
+            Err(e) => {
+                // The new connection may have failed too: let the next
+                // attempt replace it.
+                if !self.inner.consume_link().conn.status().connected() {
+                    self.generation = self.inner.consume_link().generation;
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -175,18 +247,27 @@ async fn handle(inner: &Inner, d: &Dispatcher, delivery: AmqpDelivery) {
                 .await
         }
     };
-    let settled = match forwarded {
-        Ok(()) => delivery.ack(BasicAckOptions::default()).await,
-        Err(e) => {
-            // Could not forward it: hand it back to the queue to try again.
-            tracing::warn!(queue = %d.queue, error = %e, "could not forward a failed event; requeueing it");
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await
+    let settle = async {
+        match forwarded {
+            Ok(()) => delivery.ack(BasicAckOptions::default()).await,
+            Err(e) => {
+                // Could not forward it: hand it back to the queue to try again.
+                tracing::warn!(queue = %d.queue, error = %e, "could not forward a failed event; requeueing it");
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await
+            }
         }
+    };
+    // An ack on a channel whose connection died may never be answered; the
+    // broker redelivers such a delivery anyway, so do not hold a handler
+    // slot for it.
+    let Ok(settled) = tokio::time::timeout(ACK_TIMEOUT, settle).await else {
+        tracing::debug!(queue = %d.queue, "ack not answered; the event will be redelivered");
+        return;
     };
     if let Err(e) = settled {
         // The channel was lost since delivery: the broker redelivers it.

@@ -19,7 +19,6 @@ mod mapping;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -28,6 +27,7 @@ use lapin::options::{
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::uri::AMQPUri;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
 };
@@ -72,18 +72,41 @@ pub struct RabbitMqBus {
     inner: Arc<Inner>,
 }
 
+/// The publishing connection and its confirm-mode channel, one generation.
+#[derive(Debug)]
+struct PublishLink {
+    generation: u64,
+    conn: Connection,
+    chan: Channel,
+    stop: CancellationToken,
+}
+
+/// The consuming connection, one generation.
+#[derive(Debug)]
+pub(crate) struct ConsumeLink {
+    pub(crate) generation: u64,
+    pub(crate) conn: Connection,
+    stop: CancellationToken,
+}
+
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) cfg: RabbitMqConfig,
+    uri: AMQPUri,
     dlx: String,
-    publish_conn: Connection,
-    consume_conn: Connection,
-    publish_chan: Channel,
-    topology_chan: Mutex<Option<Channel>>,
+    publish: Mutex<Arc<PublishLink>>,
+    consume: Mutex<Arc<ConsumeLink>>,
+    publish_reconnect: tokio::sync::Mutex<()>,
+    consume_reconnect: tokio::sync::Mutex<()>,
+    topology_chan: Mutex<Option<(u64, Channel)>>,
     closed: AtomicBool,
     root: CancellationToken,
     tracker: TaskTracker,
     events: broadcast::Sender<ConnectionEvent>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn broker(e: lapin::Error) -> Error {
@@ -91,26 +114,23 @@ fn broker(e: lapin::Error) -> Error {
 }
 
 impl RabbitMqBus {
-    /// Connects (retrying with backoff up to the configured attempts, then
-    /// failing with [`Error::Connect`]), opens the publishing channel in
-    /// confirm mode and declares the exchange and its dead-letter exchange.
+    /// Connects both connections (each retried with backoff up to the
+    /// configured attempts, then [`Error::Connect`]), opens the publishing
+    /// channel in confirm mode and declares the exchange and its
+    /// dead-letter exchange.
     pub async fn connect(cfg: RabbitMqConfig) -> Result<Self, Error> {
         let uri = cfg.parsed_uri()?;
-        let publish_conn = open(&cfg, &uri, "publish").await?;
-        let consume_conn = open(&cfg, &uri, "consume").await?;
-        let publish_chan = publish_conn.create_channel().await.map_err(broker)?;
-        publish_chan
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(broker)?;
         let dlx = mapping::dead_letter_exchange(&cfg.exchange);
-        declare_exchanges(&publish_chan, &cfg.exchange, &dlx).await?;
         let (events, _) = broadcast::channel(64);
+        let publish = open_publish(&cfg, &uri, &dlx, 1, &events).await?;
+        let consume = open_consume(&cfg, &uri, 1, &events).await?;
         let inner = Arc::new(Inner {
+            uri,
             dlx,
-            publish_conn,
-            consume_conn,
-            publish_chan,
+            publish: Mutex::new(Arc::new(publish)),
+            consume: Mutex::new(Arc::new(consume)),
+            publish_reconnect: tokio::sync::Mutex::new(()),
+            consume_reconnect: tokio::sync::Mutex::new(()),
             topology_chan: Mutex::new(None),
             closed: AtomicBool::new(false),
             root: CancellationToken::new(),
@@ -118,39 +138,20 @@ impl RabbitMqBus {
             events,
             cfg,
         });
-        for conn in [&inner.publish_conn, &inner.consume_conn] {
-            let mut stream = conn.events_listener();
-            let (tx, token) = (inner.events.clone(), inner.root.clone());
-            tokio::spawn(async move {
-                loop {
-                    let ev = tokio::select! {
-                        () = token.cancelled() => break,
-                        ev = stream.next() => match ev { Some(ev) => ev, None => break },
-                    };
-                    let mapped = match ev {
-                        lapin::Event::Connected => ConnectionEvent::Connected,
-                        lapin::Event::ConnectionBlocked(reason) => {
-                            ConnectionEvent::Blocked { reason }
-                        }
-                        lapin::Event::ConnectionUnblocked => ConnectionEvent::Unblocked,
-                        lapin::Event::Error(e) => {
-                            tracing::warn!(error = %e, "RabbitMQ connection error; recovering");
-                            ConnectionEvent::Disconnected {
-                                reason: e.to_string(),
-                            }
-                        }
-                        _ => continue,
-                    };
-                    let _ = tx.send(mapped);
-                }
-            });
-        }
         Ok(RabbitMqBus { inner })
     }
 
     /// Connection changes of both connections (for health checks and logs).
     pub fn connection_events(&self) -> broadcast::Receiver<ConnectionEvent> {
         self.inner.events.subscribe()
+    }
+
+    /// Whether both connections are up now (not closed, not reconnecting):
+    /// the closure a health check calls.
+    pub fn is_connected(&self) -> bool {
+        !self.inner.closed.load(Ordering::SeqCst)
+            && self.inner.publish_link().conn.status().connected()
+            && self.inner.consume_link().conn.status().connected()
     }
 
     /// The exchange this bus publishes to.
@@ -166,12 +167,16 @@ impl RabbitMqBus {
         self.inner.root.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
-        let _ = self.inner.publish_chan.wait_for_confirms().await;
-        for conn in [&self.inner.publish_conn, &self.inner.consume_conn] {
+        let publish = self.inner.publish_link();
+        let consume = self.inner.consume_link();
+        let _ = publish.chan.wait_for_confirms().await;
+        for conn in [&publish.conn, &consume.conn] {
             if let Err(e) = conn.close(200, "closing".into()).await {
                 tracing::debug!(error = %e, "closing a RabbitMQ connection");
             }
         }
+        publish.stop.cancel();
+        consume.stop.cancel();
         let _ = self.inner.events.send(ConnectionEvent::Closed);
     }
 
@@ -205,26 +210,102 @@ impl RabbitMqBus {
     }
 }
 
-async fn open(
+/// Connects, trying up to the configured attempts with exponential backoff.
+async fn connect_with_retry(
     cfg: &RabbitMqConfig,
-    uri: &lapin::uri::AMQPUri,
+    uri: &AMQPUri,
     role: &str,
 ) -> Result<Connection, Error> {
-    let props = ConnectionProperties::default()
-        .with_connection_name(format!("{} ({role})", cfg.app_id).into())
-        .enable_auto_recover()
-        .configure_backoff(|b| {
-            b.with_min_delay(cfg.reconnect_min)
-                .with_max_delay(cfg.reconnect_max)
-                .with_max_times(cfg.reconnect_attempts.saturating_sub(1))
-        });
-    Connection::connect_uri(uri.clone(), props)
+    let mut delay = cfg.reconnect_min;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let props = ConnectionProperties::default()
+            .with_connection_name(format!("{} ({role})", cfg.app_id).into());
+        match Connection::connect_uri(uri.clone(), props).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if attempt >= cfg.reconnect_attempts => {
+                return Err(Error::Connect {
+                    uri: cfg.redacted_uri(),
+                    attempts: u32::try_from(attempt).unwrap_or(u32::MAX),
+                    source: Box::new(e),
+                });
+            }
+            Err(e) => {
+                tracing::debug!(%role, attempt, error = %e, "connecting to RabbitMQ failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(cfg.reconnect_max);
+            }
+        }
+    }
+}
+
+/// Forwards a connection's blocked/unblocked/error events until `stop`.
+fn forward_events(
+    conn: &Connection,
+    tx: &broadcast::Sender<ConnectionEvent>,
+    stop: &CancellationToken,
+) {
+    let mut stream = conn.events_listener();
+    let (tx, stop) = (tx.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                () = stop.cancelled() => break,
+                ev = stream.next() => match ev { Some(ev) => ev, None => break },
+            };
+            let mapped = match ev {
+                lapin::Event::ConnectionBlocked(reason) => ConnectionEvent::Blocked { reason },
+                lapin::Event::ConnectionUnblocked => ConnectionEvent::Unblocked,
+                lapin::Event::Error(e) => ConnectionEvent::Disconnected {
+                    reason: e.to_string(),
+                },
+                _ => continue,
+            };
+            let _ = tx.send(mapped);
+        }
+    });
+}
+
+async fn open_publish(
+    cfg: &RabbitMqConfig,
+    uri: &AMQPUri,
+    dlx: &str,
+    generation: u64,
+    events: &broadcast::Sender<ConnectionEvent>,
+) -> Result<PublishLink, Error> {
+    let conn = connect_with_retry(cfg, uri, "publish").await?;
+    let chan = conn.create_channel().await.map_err(broker)?;
+    chan.confirm_select(ConfirmSelectOptions::default())
         .await
-        .map_err(|e| Error::Connect {
-            uri: cfg.redacted_uri(),
-            attempts: u32::try_from(cfg.reconnect_attempts).unwrap_or(u32::MAX),
-            source: Box::new(e),
-        })
+        .map_err(broker)?;
+    declare_exchanges(&chan, &cfg.exchange, dlx).await?;
+    let stop = CancellationToken::new();
+    forward_events(&conn, events, &stop);
+    let _ = events.send(ConnectionEvent::Connected);
+    Ok(PublishLink {
+        generation,
+        conn,
+        chan,
+        stop,
+    })
+}
+
+async fn open_consume(
+    cfg: &RabbitMqConfig,
+    uri: &AMQPUri,
+    generation: u64,
+    events: &broadcast::Sender<ConnectionEvent>,
+) -> Result<ConsumeLink, Error> {
+    let conn = connect_with_retry(cfg, uri, "consume").await?;
+    let stop = CancellationToken::new();
+    forward_events(&conn, events, &stop);
+    let _ = events.send(ConnectionEvent::Connected);
+    Ok(ConsumeLink {
+        generation,
+        conn,
+        stop,
+    })
 }
 
 async fn declare_exchanges(ch: &Channel, exchange: &str, dlx: &str) -> Result<(), Error> {
@@ -252,24 +333,71 @@ async fn declare_exchanges(ch: &Channel, exchange: &str, dlx: &str) -> Result<()
 
 impl Inner {
     /// A channel for declarations outside any subscription; re-opened when
-    /// the broker closed the last one (a failed declaration closes it).
+    /// the broker closed the last one (a failed declaration closes it) or
+    /// the connection was replaced.
     async fn topology_channel(&self) -> Result<Channel, Error> {
-        let existing = self
-            .topology_chan
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(ch) = existing
-            && (ch.status().connected() || ch.status().reconnecting())
+        let link = self.consume_link();
+        let existing = lock(&self.topology_chan).clone();
+        if let Some((generation, ch)) = existing
+            && generation == link.generation
+            && ch.status().connected()
         {
             return Ok(ch);
         }
-        let ch = self.consume_conn.create_channel().await.map_err(broker)?;
-        *self
-            .topology_chan
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(ch.clone());
+        let (generation, ch) = if let Ok(ch) = link.conn.create_channel().await {
+            (link.generation, ch)
+        } else {
+            self.reconnect_consume(link.generation).await?;
+            let link = self.consume_link();
+            let ch = link.conn.create_channel().await.map_err(broker)?;
+            (link.generation, ch)
+        };
+        *lock(&self.topology_chan) = Some((generation, ch.clone()));
         Ok(ch)
+    }
+
+    fn publish_link(&self) -> Arc<PublishLink> {
+        lock(&self.publish).clone()
+    }
+
+    pub(crate) fn consume_link(&self) -> Arc<ConsumeLink> {
+        lock(&self.consume).clone()
+    }
+
+    /// Replaces the publishing connection of generation `seen` (a no-op
+    /// when another task already did).
+    async fn reconnect_publish(&self, seen: u64) -> Result<(), Error> {
+        let _one_at_a_time = self.publish_reconnect.lock().await;
+        let old = self.publish_link();
+        if old.generation != seen {
+            return Ok(());
+        }
+        let _ = self.events.send(ConnectionEvent::Disconnected {
+            reason: "the publishing connection failed".to_owned(),
+        });
+        tracing::warn!("RabbitMQ publishing connection lost; reconnecting");
+        let link = open_publish(&self.cfg, &self.uri, &self.dlx, seen + 1, &self.events).await?;
+        old.stop.cancel();
+        *lock(&self.publish) = Arc::new(link);
+        Ok(())
+    }
+
+    /// Replaces the consuming connection of generation `seen` (a no-op
+    /// when another task already did).
+    pub(crate) async fn reconnect_consume(&self, seen: u64) -> Result<(), Error> {
+        let _one_at_a_time = self.consume_reconnect.lock().await;
+        let old = self.consume_link();
+        if old.generation != seen {
+            return Ok(());
+        }
+        let _ = self.events.send(ConnectionEvent::Disconnected {
+            reason: "the consuming connection failed".to_owned(),
+        });
+        tracing::warn!("RabbitMQ consuming connection lost; reconnecting");
+        let link = open_consume(&self.cfg, &self.uri, seen + 1, &self.events).await?;
+        old.stop.cancel();
+        *lock(&self.consume) = Arc::new(link);
+        Ok(())
     }
 
     /// Declares the whole topology of `sub` on `ch`.
@@ -332,9 +460,9 @@ impl Inner {
         Ok(())
     }
 
-    /// Publishes and waits for the confirm; on a connection failure waits
-    /// for lapin's recovery and sends again (so a publish unconfirmed when
-    /// the connection dropped is re-sent), up to the recovery timeout.
+    /// Publishes and waits for the confirm; when the connection fails it
+    /// reconnects and sends again (so a publish unconfirmed when the
+    /// connection dropped is re-sent), up to the recovery timeout.
     pub(crate) async fn publish_raw(
         &self,
         exchange: &str,
@@ -349,8 +477,9 @@ impl Inner {
             ..BasicPublishOptions::default()
         };
         loop {
+            let link = self.publish_link();
             let attempt = async {
-                self.publish_chan
+                link.chan
                     .basic_publish(
                         short(exchange),
                         short(routing_key),
@@ -378,19 +507,11 @@ impl Inner {
             if Instant::now() >= deadline {
                 return Err(Error::Recovery(Box::new(err)));
             }
-            tracing::debug!(error = %err, "publish interrupted; waiting for recovery to re-send");
-            let recovered =
-                tokio::time::timeout_at(deadline, self.publish_chan.wait_for_recovery(err)).await;
-            match recovered {
+            tracing::debug!(error = %err, "publish interrupted; re-sending on a new connection");
+            match tokio::time::timeout_at(deadline, self.reconnect_publish(link.generation)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    if self.publish_conn.status().closed() || self.publish_conn.status().errored() {
-                        return Err(Error::Recovery(Box::new(e)));
-                    }
-                    // Not yet seen as lost by the io loop: look again shortly.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => return Err(Error::Recovery("recovery timed out".into())),
+                Ok(Err(e)) => return Err(Error::Recovery(Box::new(e))),
+                Err(_) => return Err(Error::Recovery(Box::new(err))),
             }
         }
     }
@@ -420,9 +541,7 @@ impl Publisher for RabbitMqBus {
     }
 
     fn is_connected(&self) -> bool {
-        !self.inner.closed.load(Ordering::SeqCst)
-            && self.inner.publish_conn.status().connected()
-            && self.inner.consume_conn.status().connected()
+        RabbitMqBus::is_connected(self)
     }
 }
 
