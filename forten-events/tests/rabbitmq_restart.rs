@@ -24,10 +24,13 @@ fn rabbitmqctl(args: &[&str]) -> bool {
 }
 
 /// Starts the broker app again when dropped, whatever happened.
-struct BrokerGuard;
+struct BrokerGuard {
+    stopped: bool,
+}
 
 impl BrokerGuard {
     fn stop(&mut self) {
+        self.stopped = true;
         assert!(
             rabbitmqctl(&["-q", "stop_app"]),
             "rabbitmqctl stop_app failed"
@@ -40,12 +43,16 @@ impl BrokerGuard {
             "rabbitmqctl start_app failed"
         );
         rabbitmqctl(&["-q", "await_startup", "--timeout", "60"]);
+        self.stopped = false;
     }
 }
 
 impl Drop for BrokerGuard {
     fn drop(&mut self) {
-        rabbitmqctl(&["-q", "start_app"]);
+        // Also after a panic between stop and start: never leave it stopped.
+        if self.stopped || std::thread::panicking() {
+            rabbitmqctl(&["-q", "start_app"]);
+        }
         rabbitmqctl(&["-q", "await_startup", "--timeout", "60"]);
     }
 }
@@ -113,7 +120,7 @@ async fn broker_restart_loses_nothing() {
     };
 
     assert!(wait_for(2_000).await);
-    let mut guard = BrokerGuard;
+    let mut guard = BrokerGuard { stopped: false };
     tokio::task::spawn_blocking(move || {
         guard.stop();
         guard.start();
