@@ -640,6 +640,49 @@ pub async fn c12_graceful_shutdown_hands_over<F: Fixture>(fx: &F) {
     fx.close(&bus).await;
 }
 
+/// Behaviour 13: an event no queue is bound to is an error, not a silent drop.
+pub async fn c13_unroutable_is_an_error<F: Fixture>(fx: &F) {
+    let bus = fx.bus().await;
+    let sub = build(fx, fx.sub("c13").bind("c13.bound"));
+    bus.declare(&sub).await.unwrap();
+    bus.publish(&event("c13.bound", 1)).await.unwrap();
+    let err = bus.publish(&event("c13.nobody", 1)).await.unwrap_err();
+    assert!(
+        matches!(err, forten_events::Error::Unroutable { ref event_type } if event_type == "c13.nobody"),
+        "{err:?}"
+    );
+    fx.close(&bus).await;
+}
+
+/// Behaviour 14: with dedup on, an event id handled once is not handled again.
+pub async fn c14_dedup_skips_duplicates<F: Fixture>(fx: &F) {
+    let bus = fx.bus().await;
+    let sub = build(fx, fx.sub("c14").bind("c14.x").dedup(1_000).concurrency(1));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Seen::default();
+    let (c2, s2) = (calls.clone(), seen.clone());
+    let h = bus
+        .subscribe(
+            sub,
+            Arc::new(move |d: Delivery| {
+                c2.fetch_add(1, Ordering::SeqCst);
+                s2.record(&d);
+                async { Ok(()) }
+            }),
+        )
+        .await
+        .unwrap();
+    let e = event("c14.x", 1);
+    bus.publish(&e).await.unwrap();
+    bus.publish(&e).await.unwrap();
+    let marker = event("c14.x", 2);
+    bus.publish(&marker).await.unwrap();
+    seen.wait_for(2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "the duplicate was skipped");
+    h.close().await;
+    fx.close(&bus).await;
+}
+
 /// Every behaviour, by name, for the backends' test files.
 #[macro_export]
 macro_rules! conformance_names {
@@ -656,7 +699,9 @@ macro_rules! conformance_names {
             c09_order_kept_with_concurrency_one,
             c10_publisher_closed_after_burst_loses_nothing,
             c11_correlation_reaches_the_handler,
-            c12_graceful_shutdown_hands_over
+            c12_graceful_shutdown_hands_over,
+            c13_unroutable_is_an_error,
+            c14_dedup_skips_duplicates
         );
     };
 }
