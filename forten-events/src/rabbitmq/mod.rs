@@ -12,6 +12,16 @@
 //! A failed event is re-published (confirmed) to its tier's retry queue with
 //! its next attempt number, or to `X.dlx` with the reason, the attempt count
 //! and the original routing key in headers, and only then acked.
+//!
+//! Reconnects are the bus's own, not lapin's `enable_auto_recover`: with
+//! lapin 4.12.3 a connection cut (both sockets closed by a proxy) could stop
+//! lapin's io loop after "read 0 / half closed" without ever waking the
+//! recovery waiters, so publishes and consumers hung. Instead the bus opens
+//! a new connection when one fails (backoff up to the configured attempts;
+//! concurrent failures share one reconnect); publishes that were unconfirmed
+//! are sent again on it, and each subscription re-opens its channel,
+//! re-declares its topology and consumes again. Heartbeats (10 s by default)
+//! detect a dead peer.
 
 mod config;
 mod consumer;
