@@ -15,6 +15,7 @@ use forten_events::{
 };
 use futures::{StreamExt, TryStreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 use tokio::sync::Notify;
 
@@ -53,6 +54,15 @@ fn events(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.sample_size(10);
 
+    // Each publishing bench starts from an empty queue (a long queue of
+    // persistent messages slows the broker down).
+    let fresh_queue = || {
+        rt.block_on(async {
+            bus.delete_subscription(&publish_sub).await.unwrap();
+            bus.declare(&publish_sub).await.unwrap();
+        });
+    };
+    fresh_queue();
     g.bench_function("publish_confirmed", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let bus = bus.clone();
@@ -82,6 +92,7 @@ fn events(c: &mut Criterion) {
             .unwrap();
         (conn, channel)
     });
+    fresh_queue();
     g.bench_function("peer_raw_lapin", |b| {
         b.to_async(&rt).iter_custom(|iters| {
             let (channel, exchange) = (channel.clone(), exchange.clone());
@@ -100,11 +111,27 @@ fn events(c: &mut Criterion) {
                         .map(|e| {
                             let (channel, exchange) = (channel.clone(), exchange.clone());
                             async move {
+                                // The same properties and headers the bus sends.
+                                let mut headers = FieldTable::default();
+                                for (k, v) in [
+                                    ("traceparent", e.traceparent.clone().unwrap_or_default()),
+                                    ("cloudEvents_specversion", "1.0".to_owned()),
+                                    ("cloudEvents_id", e.event_id.clone()),
+                                    ("cloudEvents_source", e.published_by.clone()),
+                                    ("cloudEvents_type", e.event_type.clone()),
+                                    ("cloudEvents_time", e.occurred_at.clone()),
+                                ] {
+                                    headers.insert(k.into(), AMQPValue::LongString(v.into()));
+                                }
                                 let props = BasicProperties::default()
                                     .with_message_id(e.event_id.as_str().into())
                                     .with_type(e.event_type.as_str().into())
+                                    .with_correlation_id(e.correlation_id.as_str().into())
+                                    .with_timestamp(1)
+                                    .with_app_id(e.published_by.as_str().into())
                                     .with_content_type("application/json".into())
-                                    .with_delivery_mode(2);
+                                    .with_delivery_mode(2)
+                                    .with_headers(headers);
                                 let confirm = channel
                                     .basic_publish(
                                         exchange.as_str().into(),
