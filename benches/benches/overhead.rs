@@ -9,8 +9,16 @@ use forten_benches::{call_ready, report_allocations};
 use http::{Request, Response};
 use tower::service_fn;
 
+#[path = "overhead/auth.rs"]
+mod auth;
+#[path = "overhead/circuit.rs"]
+mod circuit;
 #[path = "overhead/foundation.rs"]
 mod foundation;
+#[path = "overhead/idempotency.rs"]
+mod idempotency;
+#[path = "overhead/retry.rs"]
+mod retry;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl tower::Service<
@@ -31,7 +39,11 @@ fn overhead(c: &mut Criterion) {
     g.bench_function("baseline", |b| {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
     });
+    retry::bench(&mut g);
+    circuit::bench(&mut g);
     foundation::bench(&mut g);
+    idempotency::bench(&mut g);
+    auth::bench(&mut g);
     g.finish();
 }
 

@@ -1,0 +1,149 @@
+//! Circuit breaker: closed (success) and rejected per-call cost, throughput on
+//! one and two threads, and the peers (tower-resilience, failsafe).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::BenchmarkGroup;
+use criterion::measurement::WallTime;
+use forten_benches::{call_ready, poll_once, report_allocations};
+use forten_core::circuit::CircuitBreaker;
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service, service_fn};
+
+/// Calls per thread-throughput iteration (split across the threads).
+const WORK: u64 = 200_000;
+
+fn breaker() -> CircuitBreaker {
+    CircuitBreaker::builder("bench")
+        .build()
+        .expect("valid config")
+}
+
+/// Runs `WORK` calls split over `threads` threads, each with its own clone of
+/// `svc`; returns the wall time.
+fn run_split<S>(svc: &S, threads: u64) -> Duration
+where
+    S: Service<Request<()>> + Clone + Send,
+{
+    let per_thread = WORK / threads;
+    let barrier = std::sync::Barrier::new(threads as usize + 1);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let mut svc = svc.clone();
+            let barrier = &barrier;
+            scope.spawn(move || {
+                barrier.wait();
+                for _ in 0..per_thread {
+                    black_box(call_ready(&mut svc, Request::new(())).is_ok());
+                }
+            });
+        }
+        barrier.wait();
+        let start = Instant::now();
+        // the scope joins every thread before returning
+        start
+    })
+    .elapsed()
+}
+
+/// Best of `rounds` runs, for the printed ratio (criterion keeps the means).
+fn best_split<S>(svc: &S, threads: u64, rounds: usize) -> Duration
+where
+    S: Service<Request<()>> + Clone + Send,
+{
+    (0..rounds)
+        .map(|_| run_split(svc, threads))
+        .min()
+        .unwrap_or_default()
+}
+
+pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
+    // closed, success
+    let mut svc = breaker().layer().layer(crate::baseline());
+    report_allocations("circuit_breaker", 10_000, || {
+        black_box(call_ready(&mut svc, Request::new(())).is_ok());
+    });
+    g.bench_function("circuit_breaker", |b| {
+        b.iter(|| black_box(call_ready(&mut svc, Request::new(())).is_ok()));
+    });
+
+    // open: trip a breaker (1 call, 100 % failures), then call through it
+    let open = CircuitBreaker::builder("bench-open")
+        .count_window(1)
+        .minimum_calls(1)
+        .wait_duration(Duration::from_hours(1))
+        .build()
+        .expect("valid config");
+    let mut failing = open.layer().layer(service_fn(|_req: Request<()>| {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        std::future::ready(Ok::<_, std::convert::Infallible>(response))
+    }));
+    let _ = call_ready(&mut failing, Request::new(()));
+    let mut rejected = open.layer().layer(crate::baseline());
+    assert!(
+        call_ready(&mut rejected, Request::new(())).is_err(),
+        "breaker must be open"
+    );
+    report_allocations("circuit_breaker_rejected", 10_000, || {
+        black_box(call_ready(&mut rejected, Request::new(())).is_err());
+    });
+    g.bench_function("circuit_breaker_rejected", |b| {
+        b.iter(|| black_box(call_ready(&mut rejected, Request::new(())).is_err()));
+    });
+
+    // throughput: the same WORK on one thread and split over two
+    let shared = breaker().layer().layer(crate::baseline());
+    g.bench_function("breaker_1_thread", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| run_split(&shared, 1)).sum());
+    });
+    let mut ratio_printed = false;
+    g.bench_function("breaker_2_threads", |b| {
+        if !std::mem::replace(&mut ratio_printed, true) {
+            let base = crate::baseline();
+            let (b1, b2) = (best_split(&base, 1, 5), best_split(&base, 2, 5));
+            let (c1, c2) = (best_split(&shared, 1, 5), best_split(&shared, 2, 5));
+            println!(
+                "breaker_2_threads: {:.2}x one thread's throughput (baseline alone: {:.2}x); best of 5, {WORK} calls",
+                c1.as_secs_f64() / c2.as_secs_f64(),
+                b1.as_secs_f64() / b2.as_secs_f64(),
+            );
+        }
+        b.iter_custom(|iters| (0..iters).map(|_| run_split(&shared, 2)).sum());
+    });
+
+    // peers
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    let mut resilience = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .build()
+        .expect("valid config")
+        .layer(crate::baseline());
+    report_allocations("peer/tower_resilience_breaker", 10_000, || {
+        black_box(call_ready(&mut resilience, Request::new(())).is_ok());
+    });
+    g.bench_function("peer/tower_resilience_breaker", |b| {
+        b.iter(|| black_box(call_ready(&mut resilience, Request::new(())).is_ok()));
+    });
+
+    let failsafe = failsafe::Config::new().build();
+    let mut inner = crate::baseline();
+    let mut call_failsafe = || {
+        use failsafe::futures::CircuitBreaker as _;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(inner.poll_ready(&mut cx).is_ready());
+        poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
+    };
+    report_allocations("peer/failsafe_breaker", 10_000, || {
+        black_box(call_failsafe());
+    });
+    g.bench_function("peer/failsafe_breaker", |b| {
+        b.iter(|| black_box(call_failsafe()));
+    });
+}

@@ -1,0 +1,307 @@
+//! User tokens at the gateway: [`JwtAuthLayer`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use tower_layer::Layer;
+
+use crate::check::{AuthService, RequestCheck};
+use crate::error::{AuthError, Rejection};
+use crate::identity::{UserClaims, record_subject};
+use crate::jwks::JwksCache;
+use crate::keys::KeySet;
+use crate::rbac::Policy;
+use crate::verify::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, UnknownKidHook, Verifier, VerifierSettings,
+    bearer_token,
+};
+
+/// Validates user bearer tokens: an explicit algorithm allow-list, `iss` and
+/// `aud` required and checked, `exp` and `nbf` checked with a small leeway
+/// (default 30 s), `exp`, `iss`, `aud` and `sub` required; keys from a static
+/// [`KeySet`] or a [`JwksCache`]. Tokens over the size limit (default 8 KiB)
+/// are rejected before parsing; `jwk` / `jku` / `x5u` headers are ignored.
+///
+/// Puts [`UserClaims`], an [`ClientIdentity`](crate::ClientIdentity)
+/// and, when a [`Policy`] is set, the [`Permissions`](crate::Permissions) its roles grant into
+/// request extensions. Answers 401 itself; the inner service does not run.
+///
+/// ```
+/// use forten_auth::{JwtAuthLayer, KeySet, UserClaims, VerifyingKey, jsonwebtoken::Algorithm};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let keys = KeySet::new([VerifyingKey::hs256(&[3u8; 32]).unwrap()]);
+/// let layer = JwtAuthLayer::builder()
+///     .issuer("auth-service")
+///     .audience("api-gateway")
+///     .algorithms([Algorithm::HS256])
+///     .keys(keys)
+///     .build()
+///     .unwrap();
+/// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
+///     let user = req.extensions().get::<UserClaims>().unwrap().subject.clone();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(user))
+/// }));
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 401);
+/// assert_eq!(res.headers()["www-authenticate"], "Bearer error=\"invalid_token\"");
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct JwtAuthLayer {
+    check: UserTokenCheck,
+}
+
+impl fmt::Debug for JwtAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayer").finish_non_exhaustive()
+    }
+}
+
+/// Builder of [`JwtAuthLayer`].
+pub struct JwtAuthLayerBuilder {
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    keys: Option<KeySet>,
+    jwks: Option<JwksCache>,
+    leeway: Duration,
+    max_token_bytes: usize,
+    roles_claim: String,
+    organisation_claim: String,
+    policy: Option<Policy>,
+}
+
+impl fmt::Debug for JwtAuthLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwtAuthLayerBuilder")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JwtAuthLayerBuilder {
+    /// Adds a trusted issuer (`iss`); at least one is required.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Adds an accepted audience (`aud`, this gateway); at least one is required.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// The algorithm allow-list (required; there is no default on purpose).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = algorithms.into_iter().collect();
+        self
+    }
+
+    /// Verifies with a static (but rotatable) key set.
+    pub fn keys(mut self, keys: KeySet) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// Verifies with the keys of a JWKS cache; an unknown `kid` triggers its
+    /// rate-limited refetch.
+    pub fn jwks(mut self, jwks: &JwksCache) -> Self {
+        self.jwks = Some(jwks.clone());
+        self
+    }
+
+    /// Clock-skew leeway for `exp` / `nbf` (default 30 s, at most 5 min).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Tokens longer than this are rejected before parsing (default 8 KiB).
+    pub fn max_token_bytes(mut self, limit: usize) -> Self {
+        self.max_token_bytes = limit;
+        self
+    }
+
+    /// The claim holding the roles (default `roles`).
+    pub fn roles_claim(mut self, name: impl Into<String>) -> Self {
+        self.roles_claim = name.into();
+        self
+    }
+
+    /// The claim holding the organisation (default `org`).
+    pub fn organisation_claim(mut self, name: impl Into<String>) -> Self {
+        self.organisation_claim = name.into();
+        self
+    }
+
+    /// Resolves the user's roles into [`Permissions`](crate::Permissions) with `policy`.
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<JwtAuthLayer, AuthError> {
+        if self.leeway > Duration::from_secs(300) {
+            return Err(AuthError::Config(
+                "leeway above 5 min accepts long-expired tokens".to_owned(),
+            ));
+        }
+        let (keys, on_unknown_kid): (KeySet, Option<UnknownKidHook>) = match (self.keys, self.jwks)
+        {
+            (Some(_), Some(_)) => {
+                return Err(AuthError::Config(
+                    "both .keys(...) and .jwks(...) given: choose one key source".to_owned(),
+                ));
+            }
+            (None, None) => {
+                return Err(AuthError::Config(
+                    "no keys: call .keys(KeySet) or .jwks(&JwksCache)".to_owned(),
+                ));
+            }
+            (Some(keys), None) => (keys, None),
+            (None, Some(jwks)) => {
+                let keys = jwks.keys();
+                let hook: UnknownKidHook = Arc::new(move |kid: &str| jwks.unknown_kid(kid));
+                (keys, Some(hook))
+            }
+        };
+        let verifier = Verifier::new(VerifierSettings {
+            keys,
+            algorithms: self.algorithms,
+            issuers: self.issuers,
+            audiences: self.audiences,
+            leeway: self.leeway,
+            max_token_bytes: self.max_token_bytes,
+            on_unknown_kid,
+        })?;
+        Ok(JwtAuthLayer {
+            check: UserTokenCheck {
+                inner: Arc::new(CheckInner {
+                    verifier,
+                    roles_claim: self.roles_claim,
+                    organisation_claim: self.organisation_claim,
+                    policy: self.policy,
+                }),
+            },
+        })
+    }
+}
+
+impl JwtAuthLayer {
+    /// A builder; issuer, audience, algorithms and a key source are required.
+    pub fn builder() -> JwtAuthLayerBuilder {
+        JwtAuthLayerBuilder {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            algorithms: Vec::new(),
+            keys: None,
+            jwks: None,
+            leeway: DEFAULT_LEEWAY,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            roles_claim: "roles".to_owned(),
+            organisation_claim: "org".to_owned(),
+            policy: None,
+        }
+    }
+
+    /// Verifies a token outside a tower stack.
+    pub fn verify(&self, token: &str) -> Result<UserClaims, AuthError> {
+        Ok(self.check.claims(token)?)
+    }
+}
+
+impl<S> Layer<S> for JwtAuthLayer {
+    type Service = AuthService<S, UserTokenCheck>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService::new(inner, self.check.clone())
+    }
+}
+
+struct CheckInner {
+    verifier: Verifier,
+    roles_claim: String,
+    organisation_claim: String,
+    policy: Option<Policy>,
+}
+
+/// The [`RequestCheck`] of [`JwtAuthLayer`].
+#[derive(Clone)]
+pub struct UserTokenCheck {
+    inner: Arc<CheckInner>,
+}
+
+impl fmt::Debug for UserTokenCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserTokenCheck").finish_non_exhaustive()
+    }
+}
+
+fn take_string(map: &mut Map<String, Value>, name: &str) -> Result<String, Rejection> {
+    match map.remove(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Rejection::BadClaim(name.to_owned())),
+        None => Err(Rejection::MissingClaim(name.to_owned())),
+    }
+}
+
+impl UserTokenCheck {
+    fn claims(&self, token: &str) -> Result<UserClaims, Rejection> {
+        let inner = &*self.inner;
+        let mut map: Map<String, Value> = inner.verifier.verify(token)?;
+        let subject = take_string(&mut map, "sub")?;
+        let issuer = take_string(&mut map, "iss")?;
+        let expires_at = map
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Rejection::BadClaim("exp".to_owned()))?;
+        let roles = match map.remove(&inner.roles_claim) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::String(s) => Ok(s),
+                    _ => Err(Rejection::BadClaim(inner.roles_claim.clone())),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(Rejection::BadClaim(inner.roles_claim.clone())),
+        };
+        let organisation = match map.remove(&inner.organisation_claim) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(_) => return Err(Rejection::BadClaim(inner.organisation_claim.clone())),
+        };
+        Ok(UserClaims {
+            subject,
+            issuer,
+            roles,
+            organisation,
+            expires_at,
+            custom: map,
+        })
+    }
+}
+
+impl RequestCheck for UserTokenCheck {
+    fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
+        let claims = self.claims(bearer_token(req.headers())?)?;
+        let ext = req.extensions_mut();
+        record_subject(ext, &claims.subject);
+        if let Some(policy) = &self.inner.policy {
+            ext.insert(policy.permissions_for(&claims.roles));
+        }
+        ext.insert(claims);
+        Ok(())
+    }
+}

@@ -1,0 +1,466 @@
+//! Service-to-service tokens: [`ServiceAuth`] mints and caches them on the
+//! calling side, [`ServiceAuthLayer`] checks them on the called side.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request};
+use jsonwebtoken::{Algorithm, Header};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tower_layer::Layer;
+
+use crate::check::{AuthService, RequestCheck};
+use crate::error::{AuthError, Rejection};
+use crate::identity::{Permissions, ServiceIdentity, record_subject};
+use crate::keys::{KeySet, SigningKey};
+use crate::verify::{
+    Audience, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Verifier, VerifierSettings, bearer_token,
+};
+
+/// The default lifetime of a service token.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The claims of a service token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceClaims {
+    /// The calling service.
+    pub iss: String,
+    /// The calling service (same as `iss`).
+    pub sub: String,
+    /// The called service.
+    pub aud: Audience,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Not before, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// A unique token id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Space-separated scopes (OAuth 2 style).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+struct Cached {
+    token: Arc<str>,
+    header: HeaderValue,
+    renew_at: Instant,
+}
+
+struct Inner {
+    name: String,
+    key: SigningKey,
+    lifetime: Duration,
+    scope: String,
+    header: Header,
+    cache: RwLock<HashMap<String, Cached>>,
+}
+
+/// The calling side of service-to-service auth: mints a JWT per target
+/// service (iss = sub = this service, aud = target, the configured scopes,
+/// iat/nbf/exp and a jti), caches it, and mints a fresh one when 80% of its
+/// lifetime has passed. Cloning shares the cache.
+///
+/// ```
+/// use forten_auth::{ServiceAuth, SigningKey};
+/// let auth = ServiceAuth::builder("orders")
+///     .signing_key(SigningKey::hs256(&[42u8; 32]).unwrap().with_kid("k1"))
+///     .scopes(["events:read"])
+///     .build()
+///     .unwrap();
+/// let header = auth.auth_header("events").unwrap();
+/// assert!(header.to_str().unwrap().starts_with("Bearer ey"));
+/// // cached: the same token until it nears expiry
+/// assert_eq!(auth.auth_header("events").unwrap(), header);
+/// ```
+#[derive(Clone)]
+pub struct ServiceAuth {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ServiceAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAuth")
+            .field("name", &self.inner.name)
+            .field("key", &self.inner.key)
+            .field("lifetime", &self.inner.lifetime)
+            .field("scope", &self.inner.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of [`ServiceAuth`].
+#[derive(Debug)]
+pub struct ServiceAuthBuilder {
+    name: String,
+    key: Option<SigningKey>,
+    lifetime: Duration,
+    scopes: Vec<String>,
+}
+
+impl ServiceAuthBuilder {
+    /// The key tokens are signed with (required).
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// How long each token is valid (default 5 min; 10 s to 24 h).
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// The scopes every token carries.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<ServiceAuth, AuthError> {
+        if self.name.is_empty() {
+            return Err(AuthError::Config(
+                "the service name is empty: name the calling service".to_owned(),
+            ));
+        }
+        let key = self.key.ok_or_else(|| {
+            AuthError::Config("no signing key: call .signing_key(SigningKey::...)".to_owned())
+        })?;
+        if self.lifetime < Duration::from_secs(10) || self.lifetime > Duration::from_secs(86_400) {
+            return Err(AuthError::Config(format!(
+                "token lifetime {:?} is outside 10 s ..= 24 h",
+                self.lifetime
+            )));
+        }
+        if let Some(bad) = self
+            .scopes
+            .iter()
+            .find(|s| s.is_empty() || s.contains(char::is_whitespace))
+        {
+            return Err(AuthError::Config(format!(
+                "scope {bad:?} is empty or holds whitespace"
+            )));
+        }
+        let header = key.header();
+        Ok(ServiceAuth {
+            inner: Arc::new(Inner {
+                name: self.name,
+                key,
+                lifetime: self.lifetime,
+                scope: self.scopes.join(" "),
+                header,
+                cache: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl ServiceAuth {
+    /// A builder for the calling service `name`.
+    pub fn builder(name: impl Into<String>) -> ServiceAuthBuilder {
+        ServiceAuthBuilder {
+            name: name.into(),
+            key: None,
+            lifetime: DEFAULT_TOKEN_LIFETIME,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// This service's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// A token for calling `target` (cached; signed only when none is cached
+    /// or the cached one is past 80% of its lifetime).
+    pub fn token_for(&self, target: &str) -> Result<Arc<str>, AuthError> {
+        self.cached(target, |c| c.token.clone())
+    }
+
+    /// `Authorization: Bearer <token>` for calling `target` (cached like
+    /// [`token_for`](Self::token_for); cloning the value does not allocate).
+    pub fn auth_header(&self, target: &str) -> Result<HeaderValue, AuthError> {
+        self.cached(target, |c| c.header.clone())
+    }
+
+    fn cached<T>(&self, target: &str, pick: impl Fn(&Cached) -> T) -> Result<T, AuthError> {
+        let now = Instant::now();
+        {
+            let cache = self
+                .inner
+                .cache
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = cache.get(target).filter(|c| now < c.renew_at) {
+                return Ok(pick(c));
+            }
+        }
+        let fresh = self.mint(target, now)?;
+        let out = pick(&fresh);
+        self.inner
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(target.to_owned(), fresh);
+        Ok(out)
+    }
+
+    /// Signs a new token for `target`, bypassing the cache.
+    pub fn mint_uncached(&self, target: &str) -> Result<Arc<str>, AuthError> {
+        self.mint(target, Instant::now()).map(|c| c.token)
+    }
+
+    fn mint(&self, target: &str, now: Instant) -> Result<Cached, AuthError> {
+        let inner = &*self.inner;
+        let iat = unix_now();
+        let claims = ServiceClaims {
+            iss: inner.name.clone(),
+            sub: inner.name.clone(),
+            aud: Audience::One(target.to_owned()),
+            exp: iat + inner.lifetime.as_secs(),
+            nbf: Some(iat),
+            iat: Some(iat),
+            jti: Some(uuid::Uuid::new_v4().to_string()),
+            scope: inner.scope.clone(),
+        };
+        let token = jsonwebtoken::encode(&inner.header, &claims, inner.key.encoding_key())
+            .map_err(AuthError::Sign)?;
+        let header = HeaderValue::from_maybe_shared(Bytes::from(format!("Bearer {token}")))
+            .map_err(|e| AuthError::Config(format!("token is not a header value: {e}")))?;
+        Ok(Cached {
+            token: token.into(),
+            header,
+            renew_at: now + inner.lifetime - inner.lifetime / 5,
+        })
+    }
+}
+
+/// The called side of service-to-service auth: requires
+/// `Authorization: Bearer <service token>` whose `aud` is this service, whose
+/// `iss` is an allowed caller, signed by a key of the [`KeySet`] with an
+/// allowed algorithm, and (optionally) holding the required scopes.
+///
+/// Puts a [`ServiceIdentity`], [`Permissions`] (the scopes) and an
+/// [`ClientIdentity`](crate::ClientIdentity) into request
+/// extensions. Answers 401 (bad or missing token) or 403 (missing scope)
+/// itself; the inner service does not run.
+///
+/// ```
+/// use forten_auth::{KeySet, ServiceAuth, ServiceAuthLayer, ServiceIdentity, SigningKey};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let key = SigningKey::hs256(&[9u8; 32]).unwrap().with_kid("k1");
+/// let keys = KeySet::new([key.verifying_key().unwrap()]);
+/// let caller = ServiceAuth::builder("orders").signing_key(key).scopes(["events:read"]).build().unwrap();
+///
+/// let layer = ServiceAuthLayer::builder("events", keys)
+///     .allow_callers(["orders"])
+///     .require_scopes(["events:read"])
+///     .build()
+///     .unwrap();
+/// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
+///     let who = req.extensions().get::<ServiceIdentity>().unwrap().name.clone();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(who))
+/// }));
+///
+/// let req = http::Request::builder()
+///     .header("authorization", caller.auth_header("events").unwrap())
+///     .body(())
+///     .unwrap();
+/// let res = svc.clone().oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+///
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 401);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct ServiceAuthLayer {
+    check: ServiceTokenCheck,
+}
+
+impl fmt::Debug for ServiceAuthLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAuthLayer")
+            .field("required_scopes", &self.check.required_scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder of [`ServiceAuthLayer`].
+#[derive(Debug)]
+pub struct ServiceAuthLayerBuilder {
+    name: String,
+    keys: KeySet,
+    callers: Vec<String>,
+    algorithms: Option<Vec<Algorithm>>,
+    scopes: Vec<String>,
+    leeway: Duration,
+    max_token_bytes: usize,
+}
+
+impl ServiceAuthLayerBuilder {
+    /// The calling services accepted as `iss` (required).
+    pub fn allow_callers<I, S>(mut self, callers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.callers.extend(callers.into_iter().map(Into::into));
+        self
+    }
+
+    /// The accepted algorithms (default: the algorithms of the keys in the set at build time).
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = Algorithm>) -> Self {
+        self.algorithms = Some(algorithms.into_iter().collect());
+        self
+    }
+
+    /// Scopes every request must hold (403 otherwise).
+    pub fn require_scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Clock-skew leeway for `exp` / `nbf` (default 30 s, at most 5 min).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Tokens longer than this are rejected before parsing (default 8 KiB).
+    pub fn max_token_bytes(mut self, limit: usize) -> Self {
+        self.max_token_bytes = limit;
+        self
+    }
+
+    /// Validates the settings.
+    pub fn build(self) -> Result<ServiceAuthLayer, AuthError> {
+        if self.leeway > Duration::from_secs(300) {
+            return Err(AuthError::Config(
+                "leeway above 5 min accepts long-expired tokens".to_owned(),
+            ));
+        }
+        let algorithms = match self.algorithms {
+            Some(a) => a,
+            None if self.keys.is_empty() => {
+                return Err(AuthError::Config(
+                    "the key set is empty: add keys or list .algorithms(...) explicitly".to_owned(),
+                ));
+            }
+            None => self.keys.algorithms(),
+        };
+        let verifier = Verifier::new(VerifierSettings {
+            keys: self.keys,
+            algorithms,
+            issuers: self.callers,
+            audiences: vec![self.name],
+            leeway: self.leeway,
+            max_token_bytes: self.max_token_bytes,
+            on_unknown_kid: None,
+        })?;
+        Ok(ServiceAuthLayer {
+            check: ServiceTokenCheck {
+                verifier: Arc::new(verifier),
+                required_scopes: self.scopes.into(),
+            },
+        })
+    }
+}
+
+impl ServiceAuthLayer {
+    /// A builder for the service `name` (the audience tokens must carry),
+    /// verifying with `keys`.
+    pub fn builder(name: impl Into<String>, keys: KeySet) -> ServiceAuthLayerBuilder {
+        ServiceAuthLayerBuilder {
+            name: name.into(),
+            keys,
+            callers: Vec::new(),
+            algorithms: None,
+            scopes: Vec::new(),
+            leeway: DEFAULT_LEEWAY,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+
+    /// Verifies a token outside a tower stack (an event handler, a test).
+    pub fn verify(&self, token: &str) -> Result<ServiceIdentity, AuthError> {
+        Ok(self.check.identify(token)?)
+    }
+}
+
+impl<S> Layer<S> for ServiceAuthLayer {
+    type Service = AuthService<S, ServiceTokenCheck>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService::new(inner, self.check.clone())
+    }
+}
+
+/// The [`RequestCheck`] of [`ServiceAuthLayer`].
+#[derive(Clone)]
+pub struct ServiceTokenCheck {
+    verifier: Arc<Verifier>,
+    required_scopes: Arc<[String]>,
+}
+
+impl fmt::Debug for ServiceTokenCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceTokenCheck")
+            .field("required_scopes", &self.required_scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceTokenCheck {
+    fn identify(&self, token: &str) -> Result<ServiceIdentity, Rejection> {
+        let claims: ServiceClaims = self.verifier.verify(token)?;
+        let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_owned).collect();
+        if let Some(missing) = self
+            .required_scopes
+            .iter()
+            .find(|s| !scopes.iter().any(|have| have == *s))
+        {
+            return Err(Rejection::MissingScope(missing.clone()));
+        }
+        Ok(ServiceIdentity {
+            name: claims.iss,
+            scopes,
+        })
+    }
+}
+
+impl RequestCheck for ServiceTokenCheck {
+    fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
+        let identity = self.identify(bearer_token(req.headers())?)?;
+        let ext = req.extensions_mut();
+        record_subject(ext, &identity.name);
+        ext.insert(Permissions::new(identity.scopes.iter().cloned()));
+        ext.insert(identity);
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! [`RateLimitFuture`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::{Either, Full};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::backend::{Decision, RateLimitBackend};
+use super::headers::{RATELIMIT, RATELIMIT_POLICY, state_value};
+use crate::correlation::CorrelationContext;
+use crate::{BoxError, Error};
+
+pin_project! {
+    /// Response future of [`RateLimit`](super::RateLimit): waits for the
+    /// backend's decision, then calls the inner service or answers 429.
+    pub struct RateLimitFuture<S, B, CF, F, Bk> {
+        #[pin]
+        state: State<S, B, CF, F>,
+        backend: Arc<Bk>,
+        policy_header: HeaderValue,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, CF, F> {
+        Checking {
+            #[pin]
+            check: CF,
+            inner: Option<S>,
+            req: Option<Request<B>>,
+        },
+        Calling {
+            #[pin]
+            fut: F,
+            state_header: Option<HeaderValue>,
+        },
+    }
+}
+
+impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk> {
+    pub(crate) fn new(
+        check: CF,
+        inner: S,
+        req: Request<B>,
+        backend: Arc<Bk>,
+        policy_header: HeaderValue,
+    ) -> Self {
+        RateLimitFuture {
+            state: State::Checking {
+                check,
+                inner: Some(inner),
+                req: Some(req),
+            },
+            backend,
+            policy_header,
+        }
+    }
+}
+
+impl<S, B, CF, F, Bk, ResBody, E> Future for RateLimitFuture<S, B, CF, F, Bk>
+where
+    S: Service<Request<B>, Future = F>,
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    CF: Future<Output = Result<Decision, BoxError>>,
+    Bk: RateLimitBackend,
+{
+    type Output = Result<Response<Either<ResBody, Full<Bytes>>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Checking { check, inner, req } => {
+                    let decision = match ready!(check.poll(cx)) {
+                        Ok(d) => Some(d),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "rate-limit backend failed; request let through");
+                            None
+                        }
+                    };
+                    let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
+                        panic!("RateLimitFuture polled after completion");
+                    };
+                    let policy = this.backend.policy();
+                    let state_header = decision.map(|d| state_value(policy, &d));
+                    if let Some(d) = decision.filter(|d| !d.allowed) {
+                        let ctx = req
+                            .extensions()
+                            .get::<CorrelationContext>()
+                            .cloned()
+                            .or_else(CorrelationContext::current);
+                        let mut response = rate_limited(&d, ctx.as_ref());
+                        let headers = response.headers_mut();
+                        headers.insert(RATELIMIT_POLICY, this.policy_header.clone());
+                        if let Some(v) = state_header {
+                            headers.insert(RATELIMIT, v);
+                        }
+                        return Poll::Ready(Ok(response.map(Either::Right)));
+                    }
+                    let fut = inner.call(req);
+                    this.state.set(State::Calling { fut, state_header });
+                }
+                StateProj::Calling { fut, state_header } => {
+                    let mut response = ready!(fut.poll(cx))?;
+                    let headers = response.headers_mut();
+                    headers.insert(RATELIMIT_POLICY, this.policy_header.clone());
+                    if let Some(v) = state_header.take() {
+                        headers.insert(RATELIMIT, v);
+                    }
+                    return Poll::Ready(Ok(response.map(Either::Left)));
+                }
+            }
+        }
+    }
+}
+
+/// The 429 document of DESIGN 4.3, with `Retry-After`.
+fn rate_limited(d: &Decision, ctx: Option<&CorrelationContext>) -> Response<Full<Bytes>> {
+    Error::RateLimited {
+        retry_after: d.retry_after,
+    }
+    .to_response(ctx.map(|c| c.correlation_id().as_str()))
+}

@@ -1,0 +1,73 @@
+//! The `RateLimit-Policy` and `RateLimit` fields of the IETF httpapi
+//! ratelimit-headers draft (draft-ietf-httpapi-ratelimit-headers-09):
+//! `RateLimit-Policy: "default";q=100;w=60` and `RateLimit: "default";r=42;t=17`.
+
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+
+use super::backend::Decision;
+use super::config::RateLimitPolicy;
+
+/// `ratelimit-policy`: the quota policy (name, `q` quota, `w` window in seconds).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `ratelimit`: the current state (name, `r` remaining, `t` seconds until the quota is full again).
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn sf_string(name: &str, out: &mut String) {
+    out.push('"');
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// The `RateLimit-Policy` value of `policy`.
+pub fn policy_value(policy: &RateLimitPolicy) -> HeaderValue {
+    let mut s = String::with_capacity(policy.name().len() + 24);
+    sf_string(policy.name(), &mut s);
+    s.push_str(";q=");
+    s.push_str(itoa::Buffer::new().format(policy.quota()));
+    s.push_str(";w=");
+    s.push_str(itoa::Buffer::new().format(ceil_secs(policy.window())));
+    // printable ASCII by construction (the policy validates its name)
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+}
+
+/// The `RateLimit` value after `decision`.
+pub fn state_value(policy: &RateLimitPolicy, decision: &Decision) -> HeaderValue {
+    let mut s = String::with_capacity(policy.name().len() + 24);
+    sf_string(policy.name(), &mut s);
+    s.push_str(";r=");
+    s.push_str(itoa::Buffer::new().format(decision.remaining));
+    s.push_str(";t=");
+    s.push_str(itoa::Buffer::new().format(ceil_secs(decision.reset_after)));
+    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_the_draft_fields() {
+        let p = RateLimitPolicy::new("per-client", 100, Duration::from_secs(60)).unwrap();
+        assert_eq!(policy_value(&p), "\"per-client\";q=100;w=60");
+        let d = Decision {
+            allowed: true,
+            remaining: 42,
+            reset_after: Duration::from_millis(16_200),
+            retry_after: None,
+        };
+        assert_eq!(state_value(&p, &d), "\"per-client\";r=42;t=17");
+        let odd = RateLimitPolicy::new("a\"b", 1, Duration::from_millis(1500)).unwrap();
+        assert_eq!(policy_value(&odd), "\"a\\\"b\";q=1;w=2");
+    }
+}

@@ -1,0 +1,48 @@
+//! [`RetryLayer`].
+
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::{HttpPolicy, Retry, RetryConfig, Shared};
+
+/// Wraps a service in [`Retry`]. Defaults to [`HttpPolicy`] for
+/// `http::Request` services; [`RetryLayer::with_policy`] takes any
+/// [`Policy`](super::Policy).
+#[derive(Debug, Clone)]
+pub struct RetryLayer<P = HttpPolicy> {
+    shared: Arc<Shared<P>>,
+}
+
+impl RetryLayer {
+    /// The HTTP layer with `config`.
+    pub fn new(config: RetryConfig) -> Self {
+        RetryLayer::with_policy(config, HttpPolicy)
+    }
+}
+
+impl Default for RetryLayer {
+    fn default() -> Self {
+        RetryLayer::new(RetryConfig::default())
+    }
+}
+
+impl<P> RetryLayer<P> {
+    /// A layer retrying what `policy` says, as `config` allows.
+    pub fn with_policy(config: RetryConfig, policy: P) -> Self {
+        RetryLayer {
+            shared: Arc::new(Shared { config, policy }),
+        }
+    }
+}
+
+impl<S, P> Layer<S> for RetryLayer<P> {
+    type Service = Retry<S, P>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
