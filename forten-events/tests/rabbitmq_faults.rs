@@ -1,0 +1,207 @@
+//! Faults against RabbitMQ: a connection cut by a TCP proxy in the middle of
+//! a publish-and-consume workload, and a broker that is not there at start.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use forten_events::{
+    Delivery, Error, Event, PublisherExt, RabbitMqBus, RabbitMqConfig, Subscriber, Subscription,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+const BROKER: &str = "127.0.0.1:5672";
+
+/// A TCP proxy to the broker whose live connections can be cut at will.
+struct Proxy {
+    port: u16,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let c2 = conns.clone();
+        let accept = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(BROKER).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                c2.lock().unwrap().push(task.abort_handle());
+            }
+        })
+        .abort_handle();
+        Proxy {
+            port,
+            conns,
+            accept,
+        }
+    }
+
+    /// Drops every live connection (both sockets close at once).
+    fn cut(&self) -> usize {
+        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        let n = conns.iter().filter(|c| !c.is_finished()).count();
+        for c in conns {
+            c.abort();
+        }
+        n
+    }
+
+    fn uri(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f?heartbeat=2", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+#[derive(Clone, Default)]
+struct Seen {
+    ids: Arc<Mutex<HashSet<String>>>,
+    notify: Arc<Notify>,
+}
+
+impl Seen {
+    fn count(&self) -> usize {
+        self.ids.lock().unwrap().len()
+    }
+
+    async fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let mut notified = std::pin::pin!(self.notify.notified());
+            notified.as_mut().enable();
+            if self.count() >= n {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.count() >= n;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: run scripts/test"]
+async fn connection_cut_by_a_proxy_loses_nothing_and_consuming_resumes() {
+    const TOTAL: usize = 10_000;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let proxy = Proxy::start().await;
+    let prefix = format!("forten-test.{}", uuid::Uuid::new_v4().simple());
+    let config = RabbitMqConfig::new(proxy.uri())
+        .exchange(format!("{prefix}.events"))
+        .app_id("faults")
+        .reconnect(50, Duration::from_millis(50), Duration::from_millis(500));
+    let bus = RabbitMqBus::connect(config.clone()).await.unwrap();
+    let sub = Subscription::builder(format!("{prefix}.cut"))
+        .bind("cut.x")
+        .concurrency(50)
+        .prefetch(300)
+        .build()
+        .unwrap();
+    let seen = Seen::default();
+    let s2 = seen.clone();
+    let handle = bus
+        .subscribe(
+            sub.clone(),
+            Arc::new(move |d: Delivery| {
+                s2.ids.lock().unwrap().insert(d.event.event_id);
+                s2.notify.notify_waiters();
+                async { Ok(()) }
+            }),
+        )
+        .await
+        .unwrap();
+    let mut events = bus.connection_events();
+
+    let events_to_send: Vec<_> = (0..TOTAL)
+        .map(|n| Event::new("cut.x", serde_json::json!({ "n": n })))
+        .collect();
+    let publisher = {
+        let bus = bus.clone();
+        let events_to_send = events_to_send.clone();
+        tokio::spawn(async move {
+            for chunk in events_to_send.chunks(1_000) {
+                bus.publish_batch(chunk, 100).await.unwrap();
+            }
+        })
+    };
+    // Cut once while both publishing and consuming are under way, then
+    // again while consuming catches up.
+    assert!(seen.wait_for(2_000, Duration::from_secs(60)).await);
+    assert!(proxy.cut() >= 2, "both connections go through the proxy");
+    assert!(
+        seen.wait_for(6_000, Duration::from_secs(60)).await,
+        "consuming resumed by itself"
+    );
+    proxy.cut();
+    publisher.await.unwrap();
+    assert!(
+        seen.wait_for(TOTAL, Duration::from_secs(60)).await,
+        "{} of {TOTAL} arrived",
+        seen.count()
+    );
+    let ids = seen.ids.lock().unwrap().clone();
+    assert!(events_to_send.iter().all(|e| ids.contains(&e.event_id)));
+    let mut saw_disconnect = false;
+    while let Ok(ev) = events.try_recv() {
+        saw_disconnect |= matches!(ev, forten_events::ConnectionEvent::Disconnected { .. });
+    }
+    assert!(saw_disconnect, "the cut shows up as a connection event");
+    assert!(bus.is_connected());
+    handle.close().await;
+    bus.delete_subscription(&sub).await.unwrap();
+    bus.delete_exchanges().await.unwrap();
+    bus.close().await;
+}
+
+#[tokio::test]
+async fn unreachable_broker_fails_after_the_configured_attempts() {
+    // A port nobody listens on.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = tokio::time::Instant::now();
+    let err = RabbitMqBus::connect(
+        RabbitMqConfig::new(format!("amqp://guest:secret@127.0.0.1:{port}/%2f")).reconnect(
+            3,
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    match &err {
+        Error::Connect { attempts, uri, .. } => {
+            assert_eq!(*attempts, 3);
+            assert!(!uri.contains("secret"), "the password is not shown");
+        }
+        other => panic!("expected Error::Connect, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("could not connect"), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+}
