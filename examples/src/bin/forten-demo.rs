@@ -83,12 +83,22 @@ async fn gateway_events(
         .layer(PropagateCorrelationLayer::new().layer(gw.client.clone()));
     let response = client.oneshot(request).await.map_err(GatewayError)?;
     let status = response.status();
+    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
     let body = response
         .into_body()
         .collect()
         .await
         .map_err(|e| GatewayError(e.into()))?
         .to_bytes();
+    if !status.is_success() {
+        // An upstream error document passes through with its status: whichever
+        // hop's deadline fires first, the caller sees the same 504 TIMEOUT.
+        let mut passed = (status, body).into_response();
+        if let Some(v) = content_type {
+            passed.headers_mut().insert(http::header::CONTENT_TYPE, v);
+        }
+        return Ok(passed);
+    }
     let upstream: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let answer = json!({ "seenBy": seen, "upstreamStatus": status.as_u16(), "upstream": upstream });
     Ok(axum::Json(answer).into_response())
