@@ -34,6 +34,7 @@ proptest! {
         );
         let text = tp.to_string();
         prop_assert_eq!(text.len(), 55);
+        prop_assert_eq!(&tp.to_header_bytes()[..], text.as_bytes());
         prop_assert_eq!(TraceParent::parse(&text), Ok(tp));
         prop_assert_eq!(tp.child().trace_id(), tp.trace_id());
     }

@@ -156,7 +156,7 @@ impl CorrelationContext {
         if let Ok(v) = HeaderValue::from_str(self.correlation_id.as_str()) {
             headers.insert(X_CORRELATION_ID, v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.trace_parent.to_string()) {
+        if let Ok(v) = HeaderValue::from_bytes(&self.trace_parent.to_header_bytes()) {
             headers.insert(TRACEPARENT, v);
         }
         match self

@@ -173,6 +173,26 @@ impl TraceParent {
         self.flags
     }
 
+    /// The header value (version 00) as bytes, formatted on the stack: what
+    /// `Display` writes, without a heap allocation.
+    pub fn to_header_bytes(&self) -> [u8; 55] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 55];
+        out[0] = b'0';
+        out[1] = b'0';
+        let trace = self.trace_id.0;
+        for i in 0..32 {
+            out[3 + i] = HEX[((trace >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        let parent = self.parent_id.0;
+        for i in 0..16 {
+            out[36 + i] = HEX[((parent >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out[53] = HEX[usize::from(self.flags.0 >> 4)];
+        out[54] = HEX[usize::from(self.flags.0 & 0xf)];
+        out
+    }
+
     /// Parses a header value (see the type's docs for the rules).
     pub fn parse(value: &str) -> Result<Self, InvalidTraceParent> {
         let s = value.trim_matches([' ', '\t']).as_bytes();

@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::Error;
 use crate::BoxError;
-use crate::correlation::CorrelationContext;
+use crate::correlation::{CorrelationContext, CorrelationId};
 
 /// Turns every `Err` of the wrapped service into the HTTP response DESIGN 4.3
 /// prescribes, so the stack below can speak `Result<_, BoxError>` while the
@@ -106,13 +106,15 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let context = req
+        // Only the correlation id is needed (for meta.requestId), and only on
+        // error; keep that rather than the whole context (no tracestate Arc).
+        let request_id = req
             .extensions()
             .get::<CorrelationContext>()
-            .cloned()
-            .or_else(CorrelationContext::current);
+            .map(|c| c.correlation_id().clone())
+            .or_else(|| CorrelationContext::current().map(|c| c.correlation_id().clone()));
         if let Some(e) = self.not_ready.take() {
-            let request_id = context.as_ref().map(|c| c.correlation_id().as_str());
+            let request_id = request_id.as_ref().map(CorrelationId::as_str);
             let response = Some(Error::render(e.as_ref(), request_id));
             return ErrorResponseFuture {
                 state: State::NotReady { response },
@@ -121,7 +123,7 @@ where
         ErrorResponseFuture {
             state: State::Inner {
                 inner: self.inner.call(req),
-                context,
+                request_id,
             },
         }
     }
@@ -142,7 +144,7 @@ pin_project! {
         Inner {
             #[pin]
             inner: F,
-            context: Option<CorrelationContext>,
+            request_id: Option<CorrelationId>,
         },
         // The inner service failed readiness; this is its rendered error.
         NotReady {
@@ -164,12 +166,12 @@ where
                 Some(r) => Poll::Ready(Ok(r.map(Either::Right))),
                 None => panic!("ErrorResponseFuture polled after completion"),
             },
-            ErrorResponseProj::Inner { inner, context } => match inner.poll(cx) {
+            ErrorResponseProj::Inner { inner, request_id } => match inner.poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Ok(response)) => Poll::Ready(Ok(response.map(Either::Left))),
                 Poll::Ready(Err(e)) => {
                     let e: BoxError = e.into();
-                    let request_id = context.as_ref().map(|c| c.correlation_id().as_str());
+                    let request_id = request_id.as_ref().map(CorrelationId::as_str);
                     let response = Error::render(e.as_ref(), request_id);
                     Poll::Ready(Ok(response.map(Either::Right)))
                 }
