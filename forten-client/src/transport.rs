@@ -1,0 +1,185 @@
+//! The innermost service: hyper-util's pooled client, plus reading the
+//! response body (bounded) inside the attempt.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, response::Parts};
+use http_body_util::combinators::Collect;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+/// How the pooled client connects.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportConfig {
+    pub(crate) http2_only: bool,
+    pub(crate) pool_idle_timeout: Duration,
+    pub(crate) pool_max_idle_per_host: usize,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) max_response_body: usize,
+}
+
+/// The error of one attempt on the wire. Concrete (not `BoxError`), so the
+/// stack above it stays `Send` in spawned tasks (rust#64552).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The request could not be sent or the response head not read. A
+    /// connect error keeps its `io::Error` in the source chain, which the
+    /// retry policy reads (a refused connection is always safe to retry).
+    #[error("request failed: {0}")]
+    Client(#[source] hyper_util::client::legacy::Error),
+    /// The connection broke after the request may have been processed
+    /// (closed mid-message, reset, body read failed): an `io::Error` the retry
+    /// policy treats as transient (retried only when idempotent).
+    #[error("connection broke: {0}")]
+    Broken(#[source] io::Error),
+    /// The response body exceeded the limit.
+    #[error("the response body is larger than the {limit}-byte limit")]
+    ResponseTooLarge { limit: usize },
+}
+
+/// Sorts hyper-util's error: the broken-connection kinds become an
+/// `io::Error` the retry policy understands.
+fn classify(err: hyper_util::client::legacy::Error) -> TransportError {
+    if err.is_connect() {
+        return TransportError::Client(err);
+    }
+    let hyper_err = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<hyper::Error>());
+    match hyper_err {
+        Some(h) if h.is_incomplete_message() || h.is_closed() || h.is_canceled() => {
+            TransportError::Broken(io::Error::new(io::ErrorKind::ConnectionReset, err))
+        }
+        _ if has_io_error(&err) => TransportError::Client(err),
+        _ => TransportError::Broken(io::Error::new(io::ErrorKind::ConnectionAborted, err)),
+    }
+}
+
+fn has_io_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if e.is::<io::Error>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// hyper-util's legacy pooled client (HTTP/1.1 keep-alive, or h2c with
+/// prior knowledge) that hands back a buffered `Response<Bytes>`.
+#[derive(Clone, Debug)]
+pub(crate) struct Transport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    max_response_body: usize,
+}
+
+impl Transport {
+    pub(crate) fn new(config: &TransportConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(config.connect_timeout);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .http2_only(config.http2_only)
+            .build(connector);
+        Transport {
+            client,
+            max_response_body: config.max_response_body,
+        }
+    }
+}
+
+impl Service<Request<Full<Bytes>>> for Transport {
+    type Response = Response<Bytes>;
+    type Error = TransportError;
+    type Future = TransportFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
+        TransportFuture {
+            state: State::Sending {
+                future: self.client.request(req),
+            },
+            limit: self.max_response_body,
+        }
+    }
+}
+
+pin_project! {
+    /// Sends the request, then collects the body up to the limit.
+    pub(crate) struct TransportFuture {
+        #[pin]
+        state: State,
+        limit: usize,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State {
+        Sending { #[pin] future: ResponseFuture },
+        Reading { parts: Option<Parts>, #[pin] body: Collect<Limited<Incoming>> },
+    }
+}
+
+impl Future for TransportFuture {
+    type Output = Result<Response<Bytes>, TransportError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Sending { future } => {
+                    let response = ready!(future.poll(cx)).map_err(classify)?;
+                    let (parts, body) = response.into_parts();
+                    let declared = parts
+                        .headers
+                        .get(http::header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if declared.is_some_and(|n| n > *this.limit as u64) {
+                        return Poll::Ready(Err(TransportError::ResponseTooLarge {
+                            limit: *this.limit,
+                        }));
+                    }
+                    let body = Limited::new(body, *this.limit).collect();
+                    this.state.set(State::Reading {
+                        parts: Some(parts),
+                        body,
+                    });
+                }
+                StateProj::Reading { parts, body } => {
+                    let collected = ready!(body.poll(cx)).map_err(|e| {
+                        if e.is::<LengthLimitError>() {
+                            TransportError::ResponseTooLarge { limit: *this.limit }
+                        } else {
+                            TransportError::Broken(io::Error::new(
+                                io::ErrorKind::ConnectionReset,
+                                e,
+                            ))
+                        }
+                    })?;
+                    let Some(parts) = parts.take() else {
+                        unreachable!("a response is read once")
+                    };
+                    return Poll::Ready(Ok(Response::from_parts(parts, collected.to_bytes())));
+                }
+            }
+        }
+    }
+}
