@@ -1,7 +1,7 @@
 //! [`ServiceClientBuilder`]: one builder, sensible defaults, validated.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 use forten_auth::{ServiceAuth, ServiceTokenLayer};
@@ -13,6 +13,7 @@ use forten_core::deadline::TimeoutLayer;
 use forten_core::idempotency::IdempotencyKeyLayer;
 use forten_core::ratelimit::{GovernorBackend, RateLimitPolicy};
 use forten_core::retry::{RetryConfig, RetryLayer};
+use forten_discovery::DiscoveryClient;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::limit::ConcurrencyLimit;
 use tower::util::{Either, MapErr};
@@ -47,6 +48,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 pub struct ServiceClientBuilder {
     service: String,
     base_urls: Vec<String>,
+    discovery: Option<DiscoveryClient>,
     timeout: Duration,
     total_timeout: Option<Duration>,
     retry: RetryConfig,
@@ -66,6 +68,7 @@ impl ServiceClientBuilder {
         ServiceClientBuilder {
             service: service.into(),
             base_urls: Vec::new(),
+            discovery: None,
             timeout: DEFAULT_TIMEOUT,
             total_timeout: Some(DEFAULT_TOTAL_TIMEOUT),
             retry: RetryConfig::default(),
@@ -102,6 +105,16 @@ impl ServiceClientBuilder {
         S: Into<String>,
     {
         self.base_urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Finds the service's instances through forten-discovery: each attempt
+    /// takes the discovery client's load-balanced [`pick`](DiscoveryClient::try_pick)
+    /// (its latency fed back to the balancer), skipping instances whose
+    /// breaker is open. Instance ids are the registered ids. The first call
+    /// loads the service's view; later ones read the cache without waiting.
+    pub fn discovery(mut self, client: DiscoveryClient) -> Self {
+        self.discovery = Some(client);
         self
     }
 
@@ -231,14 +244,22 @@ impl ServiceClientBuilder {
         if self.service.trim().is_empty() {
             return Err(ClientBuildError::EmptyServiceName);
         }
-        if self.base_urls.is_empty() {
-            return Err(ClientBuildError::NoUpstream(self.service));
-        }
-        let instances = self
-            .base_urls
-            .iter()
-            .map(|url| Instance::from_base_url(url))
-            .collect::<Result<Box<[_]>, _>>()?;
+        let upstream = match (self.base_urls.is_empty(), self.discovery) {
+            (true, None) => return Err(ClientBuildError::NoUpstream(self.service)),
+            (false, Some(_)) => return Err(ClientBuildError::BothUpstreams(self.service)),
+            (true, Some(client)) => Upstream::Discovery {
+                client,
+                loaded: AtomicBool::new(false),
+            },
+            (false, None) => Upstream::Static {
+                instances: self
+                    .base_urls
+                    .iter()
+                    .map(|url| Instance::from_base_url(url))
+                    .collect::<Result<Box<[_]>, _>>()?,
+                next: AtomicUsize::new(0),
+            },
+        };
         if self.timeout.is_zero() {
             return Err(ClientBuildError::ZeroTimeout("the per-attempt timeout"));
         }
@@ -284,10 +305,7 @@ impl ServiceClientBuilder {
         let breakers = KeyedCircuitBreakers::<Arc<str>>::new(breaker_config);
         let select = Arc::new(SelectShared {
             service: Arc::clone(&service),
-            upstream: Upstream::Static {
-                instances,
-                next: AtomicUsize::new(0),
-            },
+            upstream,
             breakers: breakers.clone(),
         });
 
@@ -312,6 +330,7 @@ impl ServiceClientBuilder {
         let selected = Select {
             inner: guarded,
             shared: Arc::clone(&select),
+            loading: std::sync::Mutex::new(None),
         };
         let retried = RetryLayer::new(self.retry).layer(selected);
         let total = TotalDeadline {

@@ -111,7 +111,7 @@ mod transport;
 pub use builder::{
     DEFAULT_BODY_LIMIT, DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, ServiceClientBuilder,
 };
-pub use client::ServiceClient;
+pub use client::{ResponseFuture, ServiceClient};
 pub use error::{ClientBuildError, ClientError};
 pub use fallback::{DEFAULT_STALE_CAPACITY, Fallback, FallbackContext, STALE_WARNING};
 pub use request::RequestBuilder;

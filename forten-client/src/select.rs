@@ -7,15 +7,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use forten_core::BoxError;
 use forten_core::circuit::{CircuitState, KeyedCircuitBreakers};
+use forten_discovery::{DiscoveryClient, DiscoveryError, Pick};
 use http::uri::{Authority, PathAndQuery, Scheme};
-use http::{Request, Uri};
+use http::{Request, Response, Uri};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -86,6 +87,26 @@ pub(crate) enum Upstream {
         instances: Box<[Instance]>,
         next: AtomicUsize,
     },
+    /// forten-discovery: the client's cached view and load balancer.
+    Discovery {
+        client: DiscoveryClient,
+        /// Set once the view of the service was loaded (then picks never wait).
+        loaded: AtomicBool,
+    },
+}
+
+/// How many picks the discovery mode draws looking for an instance whose
+/// breaker admits calls, before it settles for the first one.
+const MAX_PICKS: usize = 8;
+
+/// The instance an attempt goes to.
+enum Chosen<'a> {
+    Static(&'a Instance),
+    Picked {
+        id: Arc<str>,
+        authority: Authority,
+        pick: Pick,
+    },
 }
 
 /// The instance an attempt was sent to (request extension).
@@ -147,10 +168,11 @@ impl std::fmt::Debug for SelectShared {
 }
 
 impl SelectShared {
-    /// The instance for the next attempt: round robin, skipping instances
-    /// whose breaker would reject; when every breaker rejects, the next in
-    /// turn (its breaker answers CircuitOpen with the time left).
-    fn choose(&self) -> Result<&Instance, BoxError> {
+    /// The instance for the next attempt: the next in turn (round robin,
+    /// or the discovery client's balancer), skipping instances whose breaker
+    /// would reject; when every breaker rejects, the first candidate (its
+    /// breaker answers CircuitOpen with the time left).
+    fn choose(&self) -> Result<Chosen<'_>, BoxError> {
         match &self.upstream {
             Upstream::Static { instances, next } => {
                 let n = instances.len();
@@ -161,39 +183,147 @@ impl SelectShared {
                 }
                 let start = next.fetch_add(1, Ordering::Relaxed);
                 if n == 1 {
-                    return Ok(&instances[0]);
+                    return Ok(Chosen::Static(&instances[0]));
                 }
                 for i in 0..n {
                     let candidate = &instances[(start + i) % n];
                     if admits(&self.breakers, &candidate.id) {
-                        return Ok(candidate);
+                        return Ok(Chosen::Static(candidate));
                     }
                 }
-                Ok(&instances[start % n])
+                Ok(Chosen::Static(&instances[start % n]))
+            }
+            Upstream::Discovery { client, .. } => {
+                let mut first = None;
+                for _ in 0..MAX_PICKS {
+                    let pick = match client.try_pick(&self.service) {
+                        Some(Ok(pick)) => pick,
+                        Some(Err(e)) => return Err(Box::new(forten_core::Error::from(e))),
+                        None => {
+                            return Err(Box::new(forten_core::Error::UpstreamUnavailable {
+                                detail: format!(
+                                    "the instances of {} are not loaded yet",
+                                    self.service
+                                ),
+                            }));
+                        }
+                    };
+                    let id: Arc<str> = pick.instance().id.as_str().into();
+                    if admits(&self.breakers, &id) {
+                        return picked(id, pick);
+                    }
+                    if first.is_none() {
+                        first = Some((id, pick));
+                    }
+                }
+                match first {
+                    Some((id, pick)) => picked(id, pick),
+                    None => Err(Box::new(forten_core::Error::UpstreamUnavailable {
+                        detail: format!("no instance of {} is available", self.service),
+                    })),
+                }
             }
         }
     }
 
-    /// Every instance id known now.
+    /// Every instance id known now: the configured ones, or in discovery
+    /// mode those called so far (that have a breaker).
     pub(crate) fn instance_ids(&self) -> Vec<Arc<str>> {
         match &self.upstream {
             Upstream::Static { instances, .. } => {
                 instances.iter().map(|i| Arc::clone(&i.id)).collect()
             }
+            Upstream::Discovery { .. } => {
+                let mut ids = self.breakers.keys();
+                ids.sort();
+                ids
+            }
         }
     }
 }
 
+fn picked(id: Arc<str>, pick: Pick) -> Result<Chosen<'static>, BoxError> {
+    let base = pick.base_url();
+    let authority = base
+        .strip_prefix("http://")
+        .unwrap_or(&base)
+        .parse::<Authority>()
+        .map_err(|e| -> BoxError {
+            Box::new(forten_core::Error::UpstreamUnavailable {
+                detail: format!("instance {id} has an unusable address {base:?}: {e}"),
+            })
+        })?;
+    Ok(Chosen::Picked {
+        id,
+        authority,
+        pick,
+    })
+}
+
+type Loading = Pin<Box<dyn Future<Output = Result<(), DiscoveryError>> + Send>>;
+
 /// The selection service (see the module docs).
-#[derive(Debug, Clone)]
 pub(crate) struct Select<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<SelectShared>,
+    /// Discovery mode: the first load of the service's view, driven by
+    /// `poll_ready` (behind a lock only so the service stays `Sync`).
+    pub(crate) loading: Mutex<Option<Loading>>,
 }
 
-impl<S, B> Service<Request<B>> for Select<S>
+impl<S: Clone> Clone for Select<S> {
+    fn clone(&self) -> Self {
+        Select {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+            loading: Mutex::new(None),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Select<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Select<S> {
+    /// Discovery mode: loads the service's view once (every later pick
+    /// reads the cache without waiting).
+    fn poll_loaded(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let Upstream::Discovery { client, loaded } = &self.shared.upstream else {
+            return Poll::Ready(Ok(()));
+        };
+        if loaded.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        let slot = self
+            .loading
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        let future = slot.get_or_insert_with(|| {
+            let client = client.clone();
+            let service = Arc::clone(&self.shared.service);
+            Box::pin(async move { client.instances(&service).await.map(|_| ()) })
+        });
+        let result = std::task::ready!(future.as_mut().poll(cx));
+        *slot = None;
+        match result {
+            Ok(()) => {
+                loaded.store(true, Ordering::Release);
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(Box::new(forten_core::Error::from(e)))),
+        }
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Select<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
@@ -201,43 +331,65 @@ where
     type Future = SelectFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        std::task::ready!(self.poll_loaded(cx))?;
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let instance = match self.shared.choose() {
-            Ok(instance) => instance,
+        let chosen = match self.shared.choose() {
+            Ok(chosen) => chosen,
             Err(error) => return SelectFuture::failed(error),
         };
-        let uri = match instance.uri_for(req.uri().path_and_query()) {
+        let (uri, id, pick) = match chosen {
+            Chosen::Static(instance) => (
+                instance.uri_for(req.uri().path_and_query()),
+                Arc::clone(&instance.id),
+                None,
+            ),
+            Chosen::Picked {
+                id,
+                authority,
+                pick,
+            } => {
+                let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+                let uri = Uri::builder()
+                    .scheme(Scheme::HTTP)
+                    .authority(authority)
+                    .path_and_query(pq)
+                    .build();
+                (uri, id, Some(pick))
+            }
+        };
+        let uri = match uri {
             Ok(uri) => uri,
             Err(e) => {
                 return SelectFuture::failed(Box::new(forten_core::Error::BadRequest {
-                    detail: format!("cannot address {}: {e}", instance.id),
+                    detail: format!("cannot address {id}: {e}"),
                     pointer: None,
                 }));
             }
         };
+        let instance = SelectedInstance(id);
         *req.uri_mut() = uri;
         let attempt = match req.extensions().get::<Arc<CallInfo>>() {
             Some(info) => {
                 *info.instance.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(&instance.id));
+                    Some(Arc::clone(&instance.0));
                 info.attempts.fetch_add(1, Ordering::Relaxed) + 1
             }
             None => 0,
         };
         tracing::debug!(
             service = %self.shared.service,
-            instance = %instance.id,
+            instance = %instance.0,
             attempt,
             "sending attempt"
         );
-        req.extensions_mut()
-            .insert(SelectedInstance(Arc::clone(&instance.id)));
+        req.extensions_mut().insert(instance);
         SelectFuture {
             inner: Some(self.inner.call(req)),
             error: None,
+            pick,
         }
     }
 }
@@ -248,6 +400,8 @@ pin_project! {
         #[pin]
         inner: Option<F>,
         error: Option<BoxError>,
+        // discovery mode: the balancer's pick, finished with the outcome
+        pick: Option<Pick>,
     }
 }
 
@@ -256,21 +410,29 @@ impl<F> SelectFuture<F> {
         SelectFuture {
             inner: None,
             error: Some(error),
+            pick: None,
         }
     }
 }
 
-impl<F, T, E> Future for SelectFuture<F>
+impl<F, B, E> Future for SelectFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<Response<B>, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<Response<B>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.inner.as_pin_mut() {
-            Some(inner) => inner.poll(cx).map_err(Into::into),
+            Some(inner) => {
+                let result = std::task::ready!(inner.poll(cx)).map_err(Into::into);
+                if let Some(pick) = this.pick.take() {
+                    let success = result.as_ref().is_ok_and(|r| !r.status().is_server_error());
+                    pick.done(success);
+                }
+                Poll::Ready(result)
+            }
             None => Poll::Ready(Err(this.error.take().unwrap_or_else(|| {
                 Box::new(forten_core::Error::UpstreamUnavailable {
                     detail: "instance selection polled after completion".to_owned(),
