@@ -415,10 +415,3 @@ impl Call {
         result
     }
 }
-
-#[allow(dead_code)]
-fn _assert_send(c: ServiceClient, r: Request<Full<Bytes>>) {
-    fn is_send<T: Send>(_: T) {}
-    is_send(c.execute(r));
-    is_send(async move { c.get("/").send().await });
-}

@@ -441,3 +441,104 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use forten_core::circuit::CircuitBreaker;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    #[allow(clippy::type_complexity)]
+    fn select(
+        urls: &[&str],
+    ) -> (
+        Select<impl Service<Request<()>, Response = Response<String>, Error = Infallible> + Clone>,
+        KeyedCircuitBreakers<Arc<str>>,
+    ) {
+        let breakers = KeyedCircuitBreakers::new(CircuitBreaker::builder("svc").config().unwrap());
+        let shared = Arc::new(SelectShared {
+            service: "svc".into(),
+            upstream: Upstream::Static {
+                instances: urls
+                    .iter()
+                    .map(|u| Instance::from_base_url(u).unwrap())
+                    .collect(),
+                next: AtomicUsize::new(0),
+            },
+            breakers: breakers.clone(),
+        });
+        let inner = service_fn(|req: Request<()>| async move {
+            let key = instance_key(&req);
+            Ok::<_, Infallible>(Response::new(format!("{key} {}", req.uri())))
+        });
+        (
+            Select {
+                inner,
+                shared,
+                loading: Mutex::new(None),
+            },
+            breakers,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn attempts_go_round_robin_with_the_base_paths_prefix() {
+        let (svc, _) = select(&["http://a:1/api/", "http://b:2"]);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let req = Request::get("/events?x=1").body(()).unwrap();
+            seen.push(svc.clone().oneshot(req).await.unwrap().into_body());
+        }
+        assert_eq!(
+            seen,
+            [
+                "http://a:1/api http://a:1/api/events?x=1",
+                "http://b:2 http://b:2/events?x=1",
+                "http://a:1/api http://a:1/api/events?x=1",
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_instance_whose_breaker_rejects_is_skipped_unless_all_do() {
+        let (svc, breakers) = select(&["http://a:1", "http://b:2"]);
+        breakers
+            .get_or_create(&Arc::from("http://a:1"))
+            .force_open();
+        for _ in 0..4 {
+            let body = svc
+                .clone()
+                .oneshot(Request::new(()))
+                .await
+                .unwrap()
+                .into_body();
+            assert!(body.starts_with("http://b:2 "), "{body}");
+        }
+        breakers
+            .get_or_create(&Arc::from("http://b:2"))
+            .force_open();
+        let body = svc
+            .clone()
+            .oneshot(Request::new(()))
+            .await
+            .unwrap()
+            .into_body();
+        assert!(body.starts_with("http://"), "one is still chosen: {body}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn every_attempt_is_counted_in_the_call_info() {
+        let (svc, _) = select(&["http://a:1"]);
+        let info = Arc::new(CallInfo::default());
+        for _ in 0..2 {
+            let mut req = Request::new(());
+            req.extensions_mut().insert(Arc::clone(&info));
+            svc.clone().oneshot(req).await.unwrap();
+        }
+        assert_eq!(info.attempts.load(Ordering::Relaxed), 2);
+        assert_eq!(info.last_instance().as_deref(), Some("http://a:1"));
+    }
+}

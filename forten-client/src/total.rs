@@ -121,3 +121,77 @@ where
         Poll::Pending
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_goes_into_the_extensions_and_ends_a_hung_call() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let inner = service_fn({
+            let seen = seen.clone();
+            move |req: Request<()>| {
+                *seen.lock().unwrap() = req.extensions().get::<Deadline>().copied();
+                std::future::pending::<Result<(), Infallible>>()
+            }
+        });
+        let svc = TotalDeadline {
+            inner,
+            total: Some(Duration::from_secs(2)),
+        };
+        let started = Instant::now();
+        let err = svc.oneshot(Request::new(())).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(matches!(
+            forten_core::Error::find(err.as_ref()),
+            Some(forten_core::Error::Timeout { after: Some(d) }) if *d == Duration::from_secs(2)
+        ));
+        let deadline = seen.lock().unwrap().expect("the deadline extension");
+        assert_eq!(deadline.instant(), started + Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_callers_earlier_deadline_wins_and_a_passed_one_sends_nothing() {
+        let inner = service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.extensions().get::<Deadline>().map(|d| d.remaining()))
+        });
+        let svc = TotalDeadline {
+            inner,
+            total: Some(Duration::from_secs(30)),
+        };
+        let left = Deadline::after(Duration::from_secs(3))
+            .scope(svc.clone().oneshot(Request::new(())))
+            .await
+            .unwrap();
+        assert_eq!(left, Some(Duration::from_secs(3)));
+
+        let called = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let inner = service_fn({
+            let called = called.clone();
+            move |_req: Request<()>| {
+                called.store(true, std::sync::atomic::Ordering::SeqCst);
+                async { Ok::<_, Infallible>(()) }
+            }
+        });
+        let svc = TotalDeadline { inner, total: None };
+        let mut req = Request::new(());
+        req.extensions_mut().insert(Deadline::at(Instant::now()));
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert!(forten_core::Error::find(err.as_ref()).is_some());
+        assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_any_deadline_the_call_passes_through() {
+        let inner = service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.extensions().get::<Deadline>().is_some())
+        });
+        let svc = TotalDeadline { inner, total: None };
+        assert!(!svc.oneshot(Request::new(())).await.unwrap());
+    }
+}

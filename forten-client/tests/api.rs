@@ -332,3 +332,40 @@ async fn the_client_rate_limit_refuses_calls_over_the_quota_without_sending() {
     assert!(err.retry_after().is_some());
     assert_eq!(common::received(&upstream).await, 2);
 }
+
+#[test]
+fn the_client_and_its_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    fn send<T: Send + 'static>(_: &T) {}
+    send_sync::<ServiceClient>();
+    send_sync::<ClientError>();
+    let client = ServiceClient::builder("x")
+        .base_url("http://127.0.0.1:9")
+        .build()
+        .unwrap();
+    send(&client.execute(http::Request::new(Full::new(Bytes::new()))));
+    send(&async move { client.get("/").send().await });
+}
+
+#[tokio::test]
+async fn max_in_flight_queues_attempts_beyond_the_limit() {
+    let upstream = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(150)))
+        .mount(&upstream)
+        .await;
+    let client = ServiceClient::builder("events")
+        .base_url(upstream.uri())
+        .max_in_flight(1)
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(client.get("/slow").send(), client.get("/slow").send());
+    assert_eq!(a.unwrap().status(), 200);
+    assert_eq!(b.unwrap().status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "ran side by side: {took:?}"
+    );
+}

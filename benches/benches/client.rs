@@ -1,0 +1,162 @@
+//! forten-client over loopback beside a plain hyper-util client (criterion
+//! group `client`), both calling the same local hyper server in the same run:
+//!
+//! - `client/peer_plain_hyper`: hyper-util's pooled legacy client, a GET and
+//!   its body collected, nothing else;
+//! - `client/loopback_get`: `ServiceClient` with its whole default stack
+//!   (correlation, deadlines, retry with budget, keyed breaker, per-attempt
+//!   timeout, pooled transport), `get("/").send()`.
+//!
+//! Client and server share one current-thread runtime, so the figure is the
+//! CPU cost of a round trip on one core, not parallel throughput. After the
+//! criterion runs, each is also measured call by call to print req/s, p50
+//! and p99 (DESIGN 6 budget: the stack adds <= 15 % at p50 on loopback).
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use forten_client::ServiceClient;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+
+/// A loopback HTTP/1.1 server answering every request with a 2-byte 200.
+async fn serve() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Peers {
+    plain: Client<HttpConnector, Full<Bytes>>,
+    uri: http::Uri,
+    forten: ServiceClient,
+}
+
+impl Peers {
+    fn new(rt: &Runtime) -> Self {
+        let addr = rt.block_on(serve());
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let plain = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
+        let forten = {
+            let _guard = rt.enter();
+            ServiceClient::builder("bench")
+                .base_url(format!("http://{addr}"))
+                .build()
+                .expect("client")
+        };
+        Peers { plain, uri, forten }
+    }
+
+    async fn plain_get(&self) -> Bytes {
+        let response = self.plain.get(self.uri.clone()).await.expect("plain GET");
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+
+    async fn forten_get(&self) -> Bytes {
+        self.forten
+            .get("/")
+            .send()
+            .await
+            .expect("forten GET")
+            .into_body()
+    }
+}
+
+/// Sequential calls, each timed: prints req/s, p50 and p99.
+fn latency_report<F, Fut>(rt: &Runtime, id: &str, calls: usize, mut call: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Bytes>,
+{
+    rt.block_on(async {
+        for _ in 0..1_000 {
+            black_box(call().await);
+        }
+        let mut samples = Vec::with_capacity(calls);
+        let started = Instant::now();
+        for _ in 0..calls {
+            let t = Instant::now();
+            black_box(call().await);
+            samples.push(t.elapsed());
+        }
+        let total = started.elapsed();
+        samples.sort_unstable();
+        let p50 = samples[calls / 2];
+        let p99 = samples[calls * 99 / 100];
+        println!(
+            "latency/{id}: {:.0} req/s, p50 {:.1} us, p99 {:.1} us ({calls} sequential calls)",
+            calls as f64 / total.as_secs_f64(),
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+        );
+        p50
+    })
+}
+
+fn client(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let peers = Peers::new(&rt);
+
+    let mut g = c.benchmark_group("client");
+    g.bench_function("peer_plain_hyper", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(peers.plain_get().await) });
+    });
+    g.bench_function("loopback_get", |b| {
+        b.to_async(&rt)
+            .iter(|| async { black_box(peers.forten_get().await) });
+    });
+    g.finish();
+
+    let calls = 20_000;
+    let plain = latency_report(&rt, "client/peer_plain_hyper", calls, || peers.plain_get());
+    let forten = latency_report(&rt, "client/loopback_get", calls, || peers.forten_get());
+    println!(
+        "latency/client: the full stack adds {:+.1} % at p50 (budget <= 15 %)",
+        (forten.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+criterion_group!(benches, client);
+criterion_main!(benches);
