@@ -11,7 +11,7 @@ use forten_core::BoxError;
 use forten_core::circuit::{
     CircuitEvents, CircuitState, KeyedCircuitBreakerService, KeyedCircuitBreakers,
 };
-use forten_core::correlation::PropagateCorrelation;
+use forten_core::correlation::{CorrelationContext, PropagateCorrelation};
 use forten_core::deadline::TimeoutService;
 use forten_core::idempotency::AddIdempotencyKey;
 use forten_core::ratelimit::{GovernorBackend, LimitKey, RateLimitBackend};
@@ -186,9 +186,19 @@ impl ServiceClient {
     /// The future is a named type, [`ResponseFuture`].
     pub fn execute(&self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
         let shared = &self.shared;
+        // The context this call propagates, decided here so the span can
+        // carry its correlation id (DESIGN 4.1); the layer sends its child.
+        let context = if let Some(ctx) = req.extensions().get::<CorrelationContext>() {
+            ctx.clone()
+        } else {
+            let ctx = CorrelationContext::current().unwrap_or_else(CorrelationContext::new_root);
+            req.extensions_mut().insert(ctx.clone());
+            ctx
+        };
         let span = tracing::info_span!(
             "forten_client.call",
             service = %shared.service,
+            correlation_id = context.correlation_id().as_str(),
             method = %req.method(),
             path = req.uri().path(),
             instance = Empty,

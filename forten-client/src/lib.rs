@@ -84,7 +84,7 @@
 //! Around the stack, [`ServiceClient::execute`] applies the optional client rate
 //! limit (before anything is sent), the [`Fallback`] (after everything failed),
 //! and opens one tracing span per call, `forten_client.call`, with the fields
-//! `service`, `method`, `path`, `instance`, `attempts`, `status`, `outcome`
+//! `service`, `correlation_id`, `method`, `path`, `instance`, `attempts`, `status`, `outcome`
 //! (`ok`, `upstream_error`, `error`, `fallback`) and `latency_ms`. Each attempt
 //! logs a debug event with its instance and number.
 //!

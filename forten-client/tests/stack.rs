@@ -206,7 +206,8 @@ async fn the_total_timeout_bounds_all_attempts_and_the_budget_sent_shrinks() {
         .collect();
     assert_eq!(budgets.len(), 2, "{budgets:?}");
     assert_eq!(budgets[0], 600);
-    assert!(budgets[1] < 400 && budgets[1] > 200, "{budgets:?}");
+    // what was left of the total after the first attempt's 600 ms (and a 10 ms backoff)
+    assert!(budgets[1] <= 390 && budgets[1] > 0, "{budgets:?}");
 }
 
 #[tokio::test]
@@ -303,7 +304,7 @@ async fn the_stale_cache_serves_during_an_outage_and_stops_after_its_ttl() {
         .with_priority(2)
         .mount(&upstream)
         .await;
-    let ttl = Duration::from_millis(400);
+    let ttl = Duration::from_secs(1);
     let client = ServiceClient::builder("events")
         .base_url(upstream.uri())
         .retry(no_retry())
@@ -318,8 +319,9 @@ async fn the_stale_cache_serves_during_an_outage_and_stops_after_its_ttl() {
         .fallback(Fallback::stale_cache(ttl))
         .build()
         .unwrap();
-    let stored = Instant::now();
     let fresh = client.get("/events").send().await.unwrap();
+    // the copy was stored before `send` returned: it expires by `stored + ttl`
+    let stored = Instant::now();
     assert_eq!(fresh.body(), "[1,2,3]");
     assert!(!fresh.headers().contains_key("warning"));
 

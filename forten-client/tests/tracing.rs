@@ -69,11 +69,14 @@ async fn each_call_has_a_span_with_service_instance_attempts_outcome_and_latency
         .retry(constant_retry(Duration::from_millis(1), 2))
         .build()
         .unwrap();
-    client.get("/events").send().await.unwrap();
+    let ctx =
+        forten_core::correlation::CorrelationContext::from_values(Some("order-7"), None, None);
+    ctx.scope(client.get("/events").send()).await.unwrap();
 
     let spans = capture.0.lock().unwrap();
     let fields = spans.values().next().expect("one call span");
     assert_eq!(fields["service"], "events-service");
+    assert_eq!(fields["correlation_id"], "order-7");
     assert_eq!(fields["method"], "GET");
     assert_eq!(fields["path"], "/events");
     assert_eq!(fields["instance"], upstream.uri());
