@@ -9,8 +9,8 @@
 //!
 //! Client and server share one current-thread runtime, so the figure is the
 //! CPU cost of a round trip on one core, not parallel throughput. After the
-//! criterion runs, each is also measured call by call to print req/s, p50
-//! and p99 (DESIGN 6 budget: the stack adds <= 15 % at p50 on loopback).
+//! criterion runs, both are also measured call by call (alternating
+//! batches) to print req/s, p50 and p99 (DESIGN 6 budget: the stack adds <= 15 % at p50 on loopback).
 #![allow(missing_docs)]
 
 use std::convert::Infallible;
@@ -100,34 +100,49 @@ impl Peers {
     }
 }
 
-/// Sequential calls, each timed: prints req/s, p50 and p99.
-fn latency_report<F, Fut>(rt: &Runtime, id: &str, calls: usize, mut call: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Bytes>,
-{
+/// Per-call latencies of both peers, measured in alternating batches of
+/// 1,000 sequential calls so that load changes on the machine hit both alike.
+fn latency_report(rt: &Runtime, peers: &Peers, batches: usize) -> (Duration, Duration) {
     rt.block_on(async {
         for _ in 0..1_000 {
-            black_box(call().await);
+            black_box(peers.plain_get().await);
+            black_box(peers.forten_get().await);
         }
-        let mut samples = Vec::with_capacity(calls);
-        let started = Instant::now();
-        for _ in 0..calls {
-            let t = Instant::now();
-            black_box(call().await);
-            samples.push(t.elapsed());
+        let mut plain = Vec::with_capacity(batches * 1_000);
+        let mut forten = Vec::with_capacity(batches * 1_000);
+        let (mut plain_total, mut forten_total) = (Duration::ZERO, Duration::ZERO);
+        for _ in 0..batches {
+            let started = Instant::now();
+            for _ in 0..1_000 {
+                let t = Instant::now();
+                black_box(peers.plain_get().await);
+                plain.push(t.elapsed());
+            }
+            plain_total += started.elapsed();
+            let started = Instant::now();
+            for _ in 0..1_000 {
+                let t = Instant::now();
+                black_box(peers.forten_get().await);
+                forten.push(t.elapsed());
+            }
+            forten_total += started.elapsed();
         }
-        let total = started.elapsed();
-        samples.sort_unstable();
-        let p50 = samples[calls / 2];
-        let p99 = samples[calls * 99 / 100];
-        println!(
-            "latency/{id}: {:.0} req/s, p50 {:.1} us, p99 {:.1} us ({calls} sequential calls)",
-            calls as f64 / total.as_secs_f64(),
-            p50.as_secs_f64() * 1e6,
-            p99.as_secs_f64() * 1e6,
-        );
-        p50
+        let report = |id: &str, samples: &mut Vec<Duration>, total: Duration| {
+            samples.sort_unstable();
+            let n = samples.len();
+            let (p50, p99) = (samples[n / 2], samples[n * 99 / 100]);
+            println!(
+                "latency/{id}: {:.0} req/s, p50 {:.1} us, p99 {:.1} us ({n} sequential calls)",
+                n as f64 / total.as_secs_f64(),
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6,
+            );
+            p50
+        };
+        (
+            report("client/peer_plain_hyper", &mut plain, plain_total),
+            report("client/loopback_get", &mut forten, forten_total),
+        )
     })
 }
 
@@ -149,12 +164,11 @@ fn client(c: &mut Criterion) {
     });
     g.finish();
 
-    let calls = 20_000;
-    let plain = latency_report(&rt, "client/peer_plain_hyper", calls, || peers.plain_get());
-    let forten = latency_report(&rt, "client/loopback_get", calls, || peers.forten_get());
+    let (plain, forten) = latency_report(&rt, &peers, 20);
     println!(
-        "latency/client: the full stack adds {:+.1} % at p50 (budget <= 15 %)",
-        (forten.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+        "latency/client: the full stack adds {:+.1} % ({:+.1} us) at p50 (budget <= 15 %)",
+        (forten.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
+        (forten.as_secs_f64() - plain.as_secs_f64()) * 1e6,
     );
 }
 

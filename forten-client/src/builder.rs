@@ -15,7 +15,6 @@ use forten_core::ratelimit::{GovernorBackend, RateLimitPolicy};
 use forten_core::retry::{RetryConfig, RetryLayer};
 use forten_discovery::DiscoveryClient;
 use http::{HeaderMap, HeaderName, HeaderValue};
-use tower::limit::ConcurrencyLimit;
 use tower::util::{Either, MapErr};
 use tower_layer::Layer;
 
@@ -310,11 +309,7 @@ impl ServiceClientBuilder {
         });
 
         // innermost first
-        let transport = ConcurrencyLimit::new(
-            Transport::new(&self.transport),
-            self.max_in_flight
-                .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
-        );
+        let transport = Transport::new(&self.transport, self.max_in_flight);
         let wire: Wire = match &self.service_auth {
             Some(auth) => Either::Left(
                 ServiceTokenLayer::new(auth.clone(), Arc::clone(&service)).layer(transport),

@@ -22,7 +22,6 @@ use pin_project_lite::pin_project;
 use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 use tower::ServiceExt;
-use tower::limit::ConcurrencyLimit;
 use tower::util::Oneshot;
 use tower::util::{Either, MapErr};
 use tower_service::Service;
@@ -45,10 +44,8 @@ pub(crate) fn map_transport_error(e: TransportError) -> BoxError {
 
 /// The wire: the pooled client behind the in-flight limit, with the service
 /// token when configured.
-pub(crate) type Wire = Either<
-    ServiceToken<ConcurrencyLimit<Transport>>,
-    MapErr<ConcurrencyLimit<Transport>, fn(TransportError) -> BoxError>,
->;
+pub(crate) type Wire =
+    Either<ServiceToken<Transport>, MapErr<Transport, fn(TransportError) -> BoxError>>;
 
 /// One attempt: the per-attempt timeout around the wire.
 pub(crate) type Attempt = TimeoutService<Wire>;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
 use tower_service::Service;
 
 /// How the pooled client connects.
@@ -75,15 +78,35 @@ fn has_io_error(err: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// hyper-util's legacy pooled client (HTTP/1.1 keep-alive, or h2c with
-/// prior knowledge) that hands back a buffered `Response<Bytes>`.
-#[derive(Clone, Debug)]
+/// prior knowledge) that hands back a buffered `Response<Bytes>`, behind an
+/// optional in-flight limit.
+///
+/// The client sits behind an `Arc`: the stack is cloned per call, and
+/// hyper-util's client clones its whole configuration.
+#[derive(Debug)]
 pub(crate) struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Arc<Client<HttpConnector, Full<Bytes>>>,
     max_response_body: usize,
+    /// `max_in_flight`: a permit is taken in `poll_ready` and held by the
+    /// call's future.
+    limit: Option<PollSemaphore>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Clone for Transport {
+    fn clone(&self) -> Self {
+        Transport {
+            client: Arc::clone(&self.client),
+            max_response_body: self.max_response_body,
+            limit: self.limit.clone(),
+            // a permit belongs to the service that acquired it
+            permit: None,
+        }
+    }
 }
 
 impl Transport {
-    pub(crate) fn new(config: &TransportConfig) -> Self {
+    pub(crate) fn new(config: &TransportConfig, max_in_flight: Option<usize>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(config.connect_timeout);
@@ -95,8 +118,10 @@ impl Transport {
             .http2_only(config.http2_only)
             .build(connector);
         Transport {
-            client,
+            client: Arc::new(client),
             max_response_body: config.max_response_body,
+            limit: max_in_flight.map(|n| PollSemaphore::new(Arc::new(Semaphore::new(n)))),
+            permit: None,
         }
     }
 }
@@ -106,7 +131,13 @@ impl Service<Request<Full<Bytes>>> for Transport {
     type Error = TransportError;
     type Future = TransportFuture;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.permit.is_none() {
+            if let Some(limit) = &mut self.limit {
+                // the semaphore is never closed, so `None` does not happen
+                self.permit = ready!(limit.poll_acquire(cx));
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -116,6 +147,7 @@ impl Service<Request<Full<Bytes>>> for Transport {
                 future: self.client.request(req),
             },
             limit: self.max_response_body,
+            _permit: self.permit.take(),
         }
     }
 }
@@ -126,6 +158,7 @@ pin_project! {
         #[pin]
         state: State,
         limit: usize,
+        _permit: Option<OwnedSemaphorePermit>,
     }
 }
 
