@@ -37,14 +37,28 @@ mod balance;
 mod client;
 mod discover;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "http-client")]
+mod http_client;
 mod instance;
 mod memory;
 mod registry;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(any(feature = "http-client", feature = "etcd"))]
+mod transport;
+#[cfg(any(feature = "server", feature = "http-client"))]
+pub mod wire;
 
 pub use balance::LoadBalancer;
 pub use client::{DiscoveryClient, DiscoveryClientBuilder, Pick};
 pub use discover::DiscoverChanges;
 pub use error::DiscoveryError;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdRegistry, EtcdRegistryBuilder};
+#[cfg(feature = "http-client")]
+pub use http_client::{HttpRegistry, HttpRegistryBuilder};
 pub use instance::{
     MAX_METADATA_ENTRIES, MAX_METADATA_LEN, MAX_NAME_LEN, MAX_WEIGHT, ServiceInstance,
     ServiceInstanceBuilder,
@@ -53,3 +67,7 @@ pub use instance::{
 pub use memory::HealthCheckConfig;
 pub use memory::{DEFAULT_TTL, MemoryRegistry, MemoryRegistryBuilder};
 pub use registry::{AnyRegistry, BoxFuture, InstanceStream, Registration, Registry};
+#[cfg(feature = "server")]
+pub use server::{
+    DEFAULT_BODY_LIMIT, DEFAULT_WAIT, MAX_WAIT, RegistryServer, RegistryServerBuilder,
+};
