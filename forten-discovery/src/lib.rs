@@ -71,3 +71,13 @@ pub use registry::{AnyRegistry, BoxFuture, InstanceStream, Registration, Registr
 pub use server::{
     DEFAULT_BODY_LIMIT, DEFAULT_WAIT, MAX_WAIT, RegistryServer, RegistryServerBuilder,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(
+    doctest,
+    feature = "server",
+    feature = "http-client",
+    feature = "health-check"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
