@@ -5,7 +5,8 @@
 //! - [`Registry`]: register (a [`Registration`] heartbeats in the background), deregister,
 //!   discover the healthy instances, watch changes. Backends: [`MemoryRegistry`] (embedded,
 //!   TTL leases), `HttpRegistry` (client of the registry HTTP API, feature `http-client`),
-//!   `EtcdRegistry` (etcd v3 JSON gateway, feature `etcd`).
+//!   `EtcdRegistry` (etcd v3 JSON gateway, feature `etcd`), `ConsulRegistry` (Consul agent API,
+//!   feature `consul`).
 //! - `RegistryServer` (feature `server`): the registry HTTP API as a tower `Service`, mountable
 //!   in axum.
 //! - [`DiscoveryClient`]: a cached, watched view per service and a load-balanced [`Pick`] with
@@ -35,6 +36,8 @@
 
 mod balance;
 mod client;
+#[cfg(feature = "consul")]
+mod consul;
 mod discover;
 mod error;
 #[cfg(feature = "etcd")]
@@ -46,13 +49,15 @@ mod memory;
 mod registry;
 #[cfg(feature = "server")]
 mod server;
-#[cfg(any(feature = "http-client", feature = "etcd"))]
+#[cfg(any(feature = "http-client", feature = "etcd", feature = "consul"))]
 mod transport;
 #[cfg(any(feature = "server", feature = "http-client"))]
 pub mod wire;
 
 pub use balance::LoadBalancer;
 pub use client::{DiscoveryClient, DiscoveryClientBuilder, Pick};
+#[cfg(feature = "consul")]
+pub use consul::{ConsulRegistry, ConsulRegistryBuilder};
 pub use discover::DiscoverChanges;
 pub use error::DiscoveryError;
 #[cfg(feature = "etcd")]

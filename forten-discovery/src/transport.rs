@@ -23,6 +23,8 @@ pub(crate) struct Transport {
     pub(crate) client: HttpClient,
     pub(crate) backend: &'static str,
     pub(crate) timeout: Duration,
+    /// Sent on every request (e.g. Consul's `X-Consul-Token`).
+    pub(crate) headers: http::HeaderMap,
 }
 
 pub(crate) fn parse_base(backend: &'static str, url: &str) -> Result<String, DiscoveryError> {
@@ -47,6 +49,7 @@ impl Transport {
             client,
             backend,
             timeout,
+            headers: http::HeaderMap::new(),
         }
     }
 
@@ -58,6 +61,19 @@ impl Transport {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), DiscoveryError> {
+        self.send_full(method, url, body, timeout)
+            .await
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// Like `send`, with the answer's headers.
+    pub(crate) async fn send_full(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, http::HeaderMap, Bytes), DiscoveryError> {
         let backend = self.backend;
         let request = self.build(method, url, body)?;
         let exchange = async {
@@ -67,12 +83,13 @@ impl Transport {
                 .await
                 .map_err(|e| DiscoveryError::backend(backend, error_chain(&e)))?;
             let status = response.status();
+            let headers = response.headers().clone();
             let body = Limited::new(response.into_body(), MAX_RESPONSE)
                 .collect()
                 .await
                 .map_err(|e| DiscoveryError::backend(backend, format!("reading the answer: {e}")))?
                 .to_bytes();
-            Ok((status, body))
+            Ok((status, headers, body))
         };
         tokio::time::timeout(timeout, exchange)
             .await
@@ -110,6 +127,9 @@ impl Transport {
         let mut builder = Request::builder().method(method).uri(url);
         if body.is_some() {
             builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
         }
         builder
             .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
