@@ -328,12 +328,17 @@ impl Pick {
         self.start
     }
 
-    /// Ends the request and records its latency. `success` is for balancers that weigh
-    /// failures; the current ones count a failure's latency like any other.
+    /// Ends the request and records its latency. A failure counts as at least 1 s, so an
+    /// instance that fails fast is not mistaken for a fast one (peak EWMA).
     pub fn done(mut self, success: bool) {
-        let _ = success;
         self.finished = true;
-        self.endpoint.end(Some(self.start.elapsed()));
+        let elapsed = self.start.elapsed();
+        let latency = if success {
+            elapsed
+        } else {
+            elapsed.max(crate::balance::FAILURE_PENALTY)
+        };
+        self.endpoint.end(Some(latency));
     }
 }
 
