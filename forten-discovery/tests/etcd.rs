@@ -2,6 +2,7 @@
 //!
 //! `scripts/test` starts an etcd on a free port and exports `FORTEN_ETCD_URL`; the restart test
 //! runs its own etcd (the `etcd` binary on PATH) so it can kill and replace it.
+#![cfg(feature = "etcd")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -1,5 +1,6 @@
 //! The behaviour suite on RegistryServer (mounted in axum on loopback) + HttpRegistry, and the
 //! server's HTTP contract (DESIGN 4.9).
+#![cfg(all(feature = "server", feature = "http-client"))]
 #![allow(clippy::unwrap_used)]
 
 mod common;
