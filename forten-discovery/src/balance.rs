@@ -52,6 +52,9 @@ pub(crate) struct PeakEwma {
 pub(crate) const DEFAULT_RTT: Duration = Duration::from_millis(10);
 /// The decay time constant of the latency estimate.
 pub(crate) const DECAY: Duration = Duration::from_secs(10);
+/// The latency a failed request counts as at least, so that an instance failing fast does not
+/// look fast and attract traffic (the "black hole" of latency-only balancing).
+pub(crate) const FAILURE_PENALTY: Duration = Duration::from_secs(1);
 
 impl PeakEwma {
     fn new(now: Instant) -> Self {

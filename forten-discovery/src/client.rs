@@ -81,6 +81,8 @@ impl Drop for Inner {
 #[derive(Default)]
 struct ServiceView {
     loaded: OnceCell<()>,
+    /// A background load started by `try_pick` is running (at most one at a time).
+    loading: std::sync::atomic::AtomicBool,
     endpoints: RwLock<Arc<Vec<Arc<Endpoint>>>>,
     state: BalancerState,
 }
@@ -253,15 +255,21 @@ impl DiscoveryClient {
         if view.loaded.initialized() {
             return Some(self.pick_from(name, &view));
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let client = self.clone();
-            let name = name.to_owned();
-            runtime.spawn(async move {
-                if let Err(e) = client.view(&name).await {
-                    tracing::debug!(service = %name, error = %e, "background load failed");
-                }
-            });
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return None;
+        };
+        if view.loading.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return None; // already loading
         }
+        let client = self.clone();
+        let name = name.to_owned();
+        runtime.spawn(async move {
+            if let Err(e) = client.view(&name).await {
+                tracing::debug!(service = %name, error = %e, "background load failed");
+            }
+            view.loading
+                .store(false, std::sync::atomic::Ordering::Release);
+        });
         None
     }
 
@@ -320,12 +328,17 @@ impl Pick {
         self.start
     }
 
-    /// Ends the request and records its latency. `success` is for balancers that weigh
-    /// failures; the current ones count a failure's latency like any other.
+    /// Ends the request and records its latency. A failure counts as at least 1 s, so an
+    /// instance that fails fast is not mistaken for a fast one (peak EWMA).
     pub fn done(mut self, success: bool) {
-        let _ = success;
         self.finished = true;
-        self.endpoint.end(Some(self.start.elapsed()));
+        let elapsed = self.start.elapsed();
+        let latency = if success {
+            elapsed
+        } else {
+            elapsed.max(crate::balance::FAILURE_PENALTY)
+        };
+        self.endpoint.end(Some(latency));
     }
 }
 

@@ -130,6 +130,42 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Applying the changes to a map gives the last snapshot; nothing unchanged is re-inserted.
+        #[test]
+        fn changes_replay_to_the_last_snapshot(
+            snapshots in proptest::collection::vec(
+                proptest::collection::btree_map(0u8..6, 1u16..4, 0..6), 1..8),
+        ) {
+            let as_instances = |m: &std::collections::BTreeMap<u8, u16>| -> Vec<ServiceInstance> {
+                m.iter().map(|(id, port)| inst(&id.to_string(), *port)).collect()
+            };
+            let stream: InstanceStream = Box::pin(futures_util::stream::iter(
+                snapshots.iter().map(as_instances).collect::<Vec<_>>()));
+            let mut changes = DiscoverChanges::new(stream, |i: &ServiceInstance| i.port);
+            let mut applied: std::collections::BTreeMap<String, u16> = std::collections::BTreeMap::new();
+            let waker = futures_util::task::noop_waker();
+            let mut cx = std::task::Context::from_waker(&waker);
+            while let std::task::Poll::Ready(Some(change)) = Pin::new(&mut changes).poll_next(&mut cx) {
+                match change.unwrap() {
+                    Change::Insert(id, port) => {
+                        proptest::prop_assert_ne!(applied.insert(id, port), Some(port), "duplicate insert");
+                    }
+                    Change::Remove(id) => {
+                        proptest::prop_assert!(applied.remove(&id).is_some(), "remove of an unknown id");
+                    }
+                }
+            }
+            let last: std::collections::BTreeMap<String, u16> = snapshots
+                .last()
+                .unwrap()
+                .iter()
+                .map(|(id, port)| (id.to_string(), *port))
+                .collect();
+            proptest::prop_assert_eq!(applied, last);
+        }
+    }
+
     #[tokio::test]
     async fn diffs_snapshots_without_duplicate_inserts() {
         let snapshots = vec![

@@ -92,9 +92,7 @@ impl ServiceInstance {
         validate_token("id", &self.id, |c| {
             c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')
         })?;
-        validate_token("name", &self.name, |c| {
-            c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-        })?;
+        validate_service_name(&self.name)?;
         if self.version.len() > MAX_NAME_LEN {
             return Err(DiscoveryError::invalid(
                 "version",
@@ -154,6 +152,14 @@ impl ServiceInstance {
             self.id = uuid::Uuid::new_v4().to_string();
         }
     }
+}
+
+/// Checks a service name as [`ServiceInstance::validate`] does (it becomes a URL path segment
+/// and a key component).
+pub(crate) fn validate_service_name(name: &str) -> Result<(), DiscoveryError> {
+    validate_token("name", name, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+    })
 }
 
 fn validate_token(

@@ -5,7 +5,8 @@
 //! - [`Registry`]: register (a [`Registration`] heartbeats in the background), deregister,
 //!   discover the healthy instances, watch changes. Backends: [`MemoryRegistry`] (embedded,
 //!   TTL leases), `HttpRegistry` (client of the registry HTTP API, feature `http-client`),
-//!   `EtcdRegistry` (etcd v3 JSON gateway, feature `etcd`).
+//!   `EtcdRegistry` (etcd v3 JSON gateway, feature `etcd`), `ConsulRegistry` (Consul agent API,
+//!   feature `consul`).
 //! - `RegistryServer` (feature `server`): the registry HTTP API as a tower `Service`, mountable
 //!   in axum.
 //! - [`DiscoveryClient`]: a cached, watched view per service and a load-balanced [`Pick`] with
@@ -35,16 +36,34 @@
 
 mod balance;
 mod client;
+#[cfg(feature = "consul")]
+mod consul;
 mod discover;
 mod error;
+#[cfg(feature = "etcd")]
+mod etcd;
+#[cfg(feature = "http-client")]
+mod http_client;
 mod instance;
 mod memory;
 mod registry;
+#[cfg(feature = "server")]
+mod server;
+#[cfg(any(feature = "http-client", feature = "etcd", feature = "consul"))]
+mod transport;
+#[cfg(any(feature = "server", feature = "http-client"))]
+pub mod wire;
 
 pub use balance::LoadBalancer;
 pub use client::{DiscoveryClient, DiscoveryClientBuilder, Pick};
+#[cfg(feature = "consul")]
+pub use consul::{ConsulRegistry, ConsulRegistryBuilder};
 pub use discover::DiscoverChanges;
 pub use error::DiscoveryError;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdRegistry, EtcdRegistryBuilder};
+#[cfg(feature = "http-client")]
+pub use http_client::{HttpRegistry, HttpRegistryBuilder};
 pub use instance::{
     MAX_METADATA_ENTRIES, MAX_METADATA_LEN, MAX_NAME_LEN, MAX_WEIGHT, ServiceInstance,
     ServiceInstanceBuilder,
@@ -53,3 +72,17 @@ pub use instance::{
 pub use memory::HealthCheckConfig;
 pub use memory::{DEFAULT_TTL, MemoryRegistry, MemoryRegistryBuilder};
 pub use registry::{AnyRegistry, BoxFuture, InstanceStream, Registration, Registry};
+#[cfg(feature = "server")]
+pub use server::{
+    DEFAULT_BODY_LIMIT, DEFAULT_WAIT, MAX_WAIT, RegistryServer, RegistryServerBuilder,
+};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(
+    doctest,
+    feature = "server",
+    feature = "http-client",
+    feature = "health-check"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -25,8 +25,13 @@ pub type InstanceStream = Pin<Box<dyn Stream<Item = Vec<ServiceInstance>> + Send
 /// A service registry: where instances register and callers discover them.
 ///
 /// Backends: [`MemoryRegistry`](crate::MemoryRegistry) (embedded),
-/// `HttpRegistry` (a [`RegistryServer`](crate) over HTTP, feature `http-client`) and
-/// `EtcdRegistry` (feature `etcd`). For a trait object use [`AnyRegistry`].
+/// `HttpRegistry` (a `RegistryServer` over HTTP, feature `http-client`),
+/// `EtcdRegistry` (feature `etcd`) and `ConsulRegistry` (feature `consul`). For a trait object
+/// use [`AnyRegistry`].
+///
+/// Implementing a backend: validate the instance ([`ServiceInstance::validate`]), store it with a
+/// lease, spawn a task renewing it (re-registering when the backend forgot it) and return
+/// [`Registration::new`] with that task and a deregistration closure.
 pub trait Registry: Send + Sync + 'static {
     /// Registers `instance` (validated first; a missing id is generated) and keeps its lease
     /// alive in the background until the returned [`Registration`] is deregistered or dropped.

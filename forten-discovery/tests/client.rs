@@ -96,6 +96,27 @@ async fn peak_ewma_prefers_the_faster_instance() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn peak_ewma_avoids_an_instance_that_fails_fast() {
+    let registry = MemoryRegistry::new();
+    let _r = three(&registry, [1, 1, 1]).await;
+    let client = DiscoveryClient::builder(registry)
+        .load_balancer(LoadBalancer::PeakEwma)
+        .build();
+    // i0 answers errors at once; the others succeed in 20 ms.
+    for _ in 0..30 {
+        let p = client.pick("svc").await.unwrap();
+        if p.instance().id == "i0" {
+            p.done(false);
+        } else {
+            tokio::time::advance(Duration::from_millis(20)).await;
+            p.done(true);
+        }
+    }
+    let c = counts(&client, 300).await;
+    assert!(c.get("i0").copied().unwrap_or(0) < 30, "{c:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn try_pick_needs_a_loaded_view() {
     let registry = MemoryRegistry::new();
     let _r = three(&registry, [1, 1, 1]).await;

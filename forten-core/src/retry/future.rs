@@ -2,7 +2,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -46,7 +45,7 @@ pin_project! {
 /// What a request needs to be sent again.
 struct Retrying<S, P, Req> {
     service: S,
-    shared: Arc<Shared<P>>,
+    shared: Shared<P>,
     // the copy to send next; `None` once it had to be sent itself
     request: Option<Req>,
     attempts: u32,
@@ -66,12 +65,7 @@ where
         }
     }
 
-    pub(super) fn retrying(
-        future: S::Future,
-        service: S,
-        shared: Arc<Shared<P>>,
-        request: Req,
-    ) -> Self {
+    pub(super) fn retrying(future: S::Future, service: S, shared: Shared<P>, request: Req) -> Self {
         ResponseFuture {
             state: State::Attempt { future },
             retry: Some(Retrying {

@@ -1,7 +1,5 @@
 //! [`RetryLayer`].
 
-use std::sync::Arc;
-
 use tower_layer::Layer;
 
 use super::{HttpPolicy, Retry, RetryConfig, Shared};
@@ -11,7 +9,7 @@ use super::{HttpPolicy, Retry, RetryConfig, Shared};
 /// [`Policy`](super::Policy).
 #[derive(Debug, Clone)]
 pub struct RetryLayer<P = HttpPolicy> {
-    shared: Arc<Shared<P>>,
+    shared: Shared<P>,
 }
 
 impl RetryLayer {
@@ -31,18 +29,18 @@ impl<P> RetryLayer<P> {
     /// A layer retrying what `policy` says, as `config` allows.
     pub fn with_policy(config: RetryConfig, policy: P) -> Self {
         RetryLayer {
-            shared: Arc::new(Shared { config, policy }),
+            shared: Shared { config, policy },
         }
     }
 }
 
-impl<S, P> Layer<S> for RetryLayer<P> {
+impl<S, P: Clone> Layer<S> for RetryLayer<P> {
     type Service = Retry<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Retry {
             inner,
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }

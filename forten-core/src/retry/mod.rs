@@ -71,7 +71,6 @@ mod policy;
 mod retry_after;
 
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -85,7 +84,11 @@ pub use retry_after::{InvalidRetryAfter, parse_retry_after, retry_after};
 
 use crate::BoxError;
 
-/// What every clone of a layer and its services shares.
+/// The configuration and policy of a layer. Each service and each in-flight
+/// request holds its own copy (cheap: the backoff is plain data and the budget
+/// an `Arc`), so a request whose first attempt succeeds touches no shared
+/// reference count unless a budget is configured.
+#[derive(Clone)]
 struct Shared<P> {
     config: RetryConfig,
     policy: P,
@@ -108,14 +111,14 @@ impl<P: fmt::Debug> fmt::Debug for Shared<P> {
 #[derive(Debug)]
 pub struct Retry<S, P = HttpPolicy> {
     inner: S,
-    shared: Arc<Shared<P>>,
+    shared: Shared<P>,
 }
 
-impl<S: Clone, P> Clone for Retry<S, P> {
+impl<S: Clone, P: Clone> Clone for Retry<S, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -125,7 +128,7 @@ impl<S, P> Retry<S, P> {
     pub fn new(inner: S, config: RetryConfig, policy: P) -> Self {
         Retry {
             inner,
-            shared: Arc::new(Shared { config, policy }),
+            shared: Shared { config, policy },
         }
     }
 
@@ -154,7 +157,7 @@ impl<S, P, Req> Service<Req> for Retry<S, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    P: Policy<Req, S::Response>,
+    P: Policy<Req, S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -177,7 +180,7 @@ where
             // again before each retry, goes with the future
             let service = self.inner.clone();
             let future = self.inner.call(req);
-            ResponseFuture::retrying(future, service, Arc::clone(shared), copy)
+            ResponseFuture::retrying(future, service, shared.clone(), copy)
         } else {
             tracing::debug!("request body cannot be replayed: sending it once, without retries");
             ResponseFuture::once(self.inner.call(req))
