@@ -163,26 +163,22 @@ impl ServiceClient {
     /// Turns a non-2xx response into [`ClientError::Status`], keeping its
     /// JSON:API error document when it has one.
     pub fn check_status(&self, response: Response<Bytes>) -> Result<Response<Bytes>, ClientError> {
-        if response.status().is_success() {
-            return Ok(response);
-        }
-        let (parts, body) = response.into_parts();
-        let document = forten_core::error::ErrorDocument::from_slice(&body).ok();
-        Err(ClientError::Status {
-            service: self.shared.service.to_string(),
-            status: parts.status,
-            document,
-            headers: Box::new(parts.headers),
-            body,
-        })
+        check_status(&self.shared.service, response)
     }
 
     /// Sends a request built by hand through the stack. Its URI's path and
     /// query are used; scheme and authority are the chosen instance's.
     ///
     /// The future is a named type, [`ResponseFuture`].
-    pub fn execute(&self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
-        let shared = &self.shared;
+    pub fn execute(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
+        self.clone().execute_owned(req)
+    }
+
+    /// [`execute`](Self::execute) on a clone the caller already owns (a
+    /// request builder's): the stack is moved into the call, not cloned again.
+    pub(crate) fn execute_owned(self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
+        let ServiceClient { stack, shared } = self;
+        let shared = &shared;
         // The context this call propagates, decided here so the span can
         // carry its correlation id (DESIGN 4.1); the layer sends its child.
         let context = if let Some(ctx) = req.extensions().get::<CorrelationContext>() {
@@ -241,7 +237,7 @@ impl ServiceClient {
         }
         let future = {
             let _entered = call.span.enter();
-            self.stack.clone().oneshot(req)
+            stack.oneshot(req)
         };
         ResponseFuture {
             state: CallState::Running { future },
@@ -421,4 +417,23 @@ impl Call {
         span.record("latency_ms", self.started.elapsed().as_secs_f64() * 1000.0);
         result
     }
+}
+
+/// [`ServiceClient::check_status`] for the service named `service`.
+pub(crate) fn check_status(
+    service: &str,
+    response: Response<Bytes>,
+) -> Result<Response<Bytes>, ClientError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let document = forten_core::error::ErrorDocument::from_slice(&body).ok();
+    Err(ClientError::Status {
+        service: service.to_owned(),
+        status: parts.status,
+        document,
+        headers: Box::new(parts.headers),
+        body,
+    })
 }

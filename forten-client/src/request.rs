@@ -8,6 +8,9 @@ use http_body_util::Full;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use crate::client::check_status;
 use crate::{ClientError, ServiceClient};
 
 /// A request being built; from [`ServiceClient::get`] and its siblings.
@@ -159,16 +162,17 @@ impl RequestBuilder {
     /// treat non-2xx as errors).
     pub async fn send(self) -> Result<Response<Bytes>, ClientError> {
         let (client, req) = self.build()?;
-        client.execute(req).await
+        client.execute_owned(req).await
     }
 
     /// Sends the request and decodes a 2xx JSON body; a non-2xx answer is
     /// [`ClientError::Status`] with the upstream's JSON:API error document.
     pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, ClientError> {
         let (client, req) = self.build()?;
-        let response = client.check_status(client.execute(req).await?)?;
+        let service = Arc::clone(&client.shared.service);
+        let response = check_status(&service, client.execute_owned(req).await?)?;
         serde_json::from_slice(response.body()).map_err(|source| ClientError::Decode {
-            service: client.service().to_owned(),
+            service: service.to_string(),
             status: response.status(),
             source,
         })

@@ -43,7 +43,11 @@ where
             .get::<Deadline>()
             .copied()
             .or_else(Deadline::current);
-        let own = self.total.map(Deadline::after);
+        let now = Instant::now();
+        let own = self.total.map(|total| match now.checked_add(total) {
+            Some(at) => Deadline::at(at),
+            None => Deadline::after(total), // saturates far in the future
+        });
         let deadline = match (inherited, own) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -56,7 +60,7 @@ where
                 budget: None,
             };
         };
-        if deadline.is_expired() {
+        if deadline.instant() <= now {
             tracing::debug!("deadline already passed: request not sent");
             return TotalFuture {
                 inner: None,
@@ -70,7 +74,7 @@ where
             inner: Some(self.inner.call(req)),
             sleep: None,
             deadline: Some(deadline.instant()),
-            budget: Some(deadline.remaining()),
+            budget: Some(deadline.instant().saturating_duration_since(now)),
         }
     }
 }
