@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use forten_client::ServiceClient;
+use forten_core::backoff::Constant;
+use forten_core::correlation::CorrelationContext;
+use forten_core::retry::RetryConfig;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -59,6 +62,8 @@ struct Peers {
     plain: Client<HttpConnector, Full<Bytes>>,
     uri: http::Uri,
     forten: ServiceClient,
+    /// the same stack with retries off (no request copy per call)
+    no_retry: ServiceClient,
 }
 
 impl Peers {
@@ -70,14 +75,31 @@ impl Peers {
             .pool_timer(TokioTimer::new())
             .build(connector);
         let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
-        let forten = {
+        let (forten, no_retry) = {
             let _guard = rt.enter();
-            ServiceClient::builder("bench")
+            let forten = ServiceClient::builder("bench")
                 .base_url(format!("http://{addr}"))
                 .build()
-                .expect("client")
+                .expect("client");
+            let no_retry = ServiceClient::builder("bench")
+                .base_url(format!("http://{addr}"))
+                .retry(
+                    RetryConfig::builder()
+                        .backoff(Constant::new(Duration::from_millis(1), 0).expect("backoff"))
+                        .no_budget()
+                        .build()
+                        .expect("retry"),
+                )
+                .build()
+                .expect("client");
+            (forten, no_retry)
         };
-        Peers { plain, uri, forten }
+        Peers {
+            plain,
+            uri,
+            forten,
+            no_retry,
+        }
     }
 
     async fn plain_get(&self) -> Bytes {
@@ -91,7 +113,11 @@ impl Peers {
     }
 
     async fn forten_get(&self) -> Bytes {
-        self.forten
+        Self::get(&self.forten).await
+    }
+
+    async fn get(client: &ServiceClient) -> Bytes {
+        client
             .get("/")
             .send()
             .await
@@ -146,6 +172,39 @@ fn latency_report(rt: &Runtime, peers: &Peers, batches: usize) -> (Duration, Dur
     })
 }
 
+/// Where the stack's time goes, roughly: p50 of the full stack, of the stack
+/// with retries off, and of calls made inside a correlation context (no new
+/// root id per call), in alternating batches.
+fn breakdown(rt: &Runtime, peers: &Peers) {
+    rt.block_on(async {
+        let ctx = CorrelationContext::new_root();
+        let mut samples: [Vec<Duration>; 3] = Default::default();
+        for _ in 0..10 {
+            for (i, samples) in samples.iter_mut().enumerate() {
+                for _ in 0..1_000 {
+                    let t = Instant::now();
+                    match i {
+                        0 => black_box(peers.forten_get().await),
+                        1 => black_box(Peers::get(&peers.no_retry).await),
+                        _ => black_box(ctx.clone().scope(peers.forten_get()).await),
+                    };
+                    samples.push(t.elapsed());
+                }
+            }
+        }
+        for (name, samples) in ["full stack", "retries off", "inside a context"]
+            .iter()
+            .zip(samples.iter_mut())
+        {
+            samples.sort_unstable();
+            println!(
+                "latency/client/breakdown: {name}: p50 {:.1} us",
+                samples[samples.len() / 2].as_secs_f64() * 1e6
+            );
+        }
+    });
+}
+
 fn client(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -165,6 +224,7 @@ fn client(c: &mut Criterion) {
     g.finish();
 
     let (plain, forten) = latency_report(&rt, &peers, 20);
+    breakdown(&rt, &peers);
     println!(
         "latency/client: the full stack adds {:+.1} % ({:+.1} us) at p50 (budget <= 15 %)",
         (forten.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,
