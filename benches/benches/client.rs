@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
+use forten_benches::report_allocations;
 use forten_client::ServiceClient;
 use forten_core::backoff::Constant;
 use forten_core::correlation::CorrelationContext;
@@ -225,6 +226,20 @@ fn client(c: &mut Criterion) {
 
     let (plain, forten) = latency_report(&rt, &peers, 20);
     breakdown(&rt, &peers);
+    for (id, forten) in [
+        ("client/peer_plain_hyper", false),
+        ("client/loopback_get", true),
+    ] {
+        report_allocations(id, 1_000, || {
+            rt.block_on(async {
+                if forten {
+                    black_box(peers.forten_get().await);
+                } else {
+                    black_box(peers.plain_get().await);
+                }
+            });
+        });
+    }
     println!(
         "latency/client: the full stack adds {:+.1} % ({:+.1} us) at p50 (budget <= 15 %)",
         (forten.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0,

@@ -179,19 +179,10 @@ impl ServiceClient {
     pub(crate) fn execute_owned(self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
         let ServiceClient { stack, shared } = self;
         let shared = &shared;
-        // The context this call propagates, decided here so the span can
-        // carry its correlation id (DESIGN 4.1); the layer sends its child.
-        let context = if let Some(ctx) = req.extensions().get::<CorrelationContext>() {
-            ctx.clone()
-        } else {
-            let ctx = CorrelationContext::current().unwrap_or_else(CorrelationContext::new_root);
-            req.extensions_mut().insert(ctx.clone());
-            ctx
-        };
         let span = tracing::info_span!(
             "forten_client.call",
             service = %shared.service,
-            correlation_id = context.correlation_id().as_str(),
+            correlation_id = Empty,
             method = %req.method(),
             path = req.uri().path(),
             instance = Empty,
@@ -205,8 +196,24 @@ impl ServiceClient {
                 req.headers_mut().insert(name, value.clone());
             }
         }
-        let info = Arc::new(CallInfo::default());
-        req.extensions_mut().insert(Arc::clone(&info));
+        // What only the span reads is skipped when nobody records the span.
+        let info = if span.is_disabled() {
+            None
+        } else {
+            // The context this call propagates, decided here so the span
+            // carries its correlation id (DESIGN 4.1); the layer sends its child.
+            if let Some(ctx) = req.extensions().get::<CorrelationContext>() {
+                span.record("correlation_id", ctx.correlation_id().as_str());
+            } else {
+                let ctx =
+                    CorrelationContext::current().unwrap_or_else(CorrelationContext::new_root);
+                span.record("correlation_id", ctx.correlation_id().as_str());
+                req.extensions_mut().insert(ctx);
+            }
+            let info = Arc::new(CallInfo::default());
+            req.extensions_mut().insert(Arc::clone(&info));
+            Some(info)
+        };
         let call = Call {
             shared: Arc::clone(shared),
             started: Instant::now(),
@@ -301,7 +308,8 @@ struct Call {
     method: Method,
     /// Path and query, when a fallback is configured.
     key: Option<String>,
-    info: Arc<CallInfo>,
+    /// What the attempts did, when the span is recorded.
+    info: Option<Arc<CallInfo>>,
     span: tracing::Span,
 }
 
@@ -406,10 +414,12 @@ impl Call {
             _ => result,
         };
         let span = &self.span;
-        if let Some(instance) = self.info.last_instance() {
-            span.record("instance", &*instance);
+        if let Some(info) = &self.info {
+            if let Some(instance) = info.last_instance() {
+                span.record("instance", &*instance);
+            }
+            span.record("attempts", info.attempts.load(Ordering::Relaxed));
         }
-        span.record("attempts", self.info.attempts.load(Ordering::Relaxed));
         if let Ok(response) = &result {
             span.record("status", response.status().as_u16());
         }
