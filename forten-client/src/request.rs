@@ -146,8 +146,9 @@ impl RequestBuilder {
             Some(query) => format!("{}?{query}", self.path),
             None => self.path,
         };
-        let pq = PathAndQuery::try_from(pq.as_str()).map_err(|e| ClientError::InvalidRequest {
-            detail: format!("invalid path {pq:?}: {e}"),
+        // from the String: its buffer becomes the URI's, no copy
+        let pq = PathAndQuery::try_from(pq).map_err(|e| ClientError::InvalidRequest {
+            detail: format!("invalid path or query: {e}"),
         })?;
         let mut req = Request::new(Full::new(self.body));
         *req.method_mut() = self.method;

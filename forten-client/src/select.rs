@@ -61,14 +61,15 @@ impl Instance {
     }
 
     /// The absolute URI of `path_and_query` on this instance.
-    fn uri_for(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-        let pq = path_and_query.map_or("/", PathAndQuery::as_str);
+    fn uri_for(&self, path_and_query: Option<PathAndQuery>) -> Result<Uri, http::Error> {
         let builder = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone());
+        let pq = path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
         if self.prefix.is_empty() {
             builder.path_and_query(pq).build()
         } else {
+            let pq = pq.as_str();
             let joined = if pq.starts_with('/') {
                 format!("{}{pq}", self.prefix)
             } else {
@@ -340,9 +341,11 @@ where
             Ok(chosen) => chosen,
             Err(error) => return SelectFuture::failed(error),
         };
+        // the path and query move into the new URI (no copy)
+        let path_and_query = std::mem::take(req.uri_mut()).into_parts().path_and_query;
         let (uri, id, pick) = match chosen {
             Chosen::Static(instance) => (
-                instance.uri_for(req.uri().path_and_query()),
+                instance.uri_for(path_and_query),
                 Arc::clone(&instance.id),
                 None,
             ),
@@ -351,7 +354,7 @@ where
                 authority,
                 pick,
             } => {
-                let pq = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
+                let pq = path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
                 let uri = Uri::builder()
                     .scheme(Scheme::HTTP)
                     .authority(authority)
