@@ -113,6 +113,27 @@ impl Peers {
             .to_bytes()
     }
 
+    /// The plain client sending the headers the stack adds on the wire
+    /// (correlation id, traceparent, x-request-timeout-ms), made up front.
+    async fn plain_get_with_headers(&self) -> Bytes {
+        let req = Request::get(self.uri.clone())
+            .header("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71")
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header("x-request-timeout-ms", "10000")
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = self.plain.request(req).await.expect("plain GET");
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+
     async fn forten_get(&self) -> Bytes {
         Self::get(&self.forten).await
     }
@@ -174,12 +195,14 @@ fn latency_report(rt: &Runtime, peers: &Peers, batches: usize) -> (Duration, Dur
 }
 
 /// Where the stack's time goes, roughly: p50 of the full stack, of the stack
-/// with retries off, and of calls made inside a correlation context (no new
-/// root id per call), in alternating batches.
+/// with retries off, of calls made inside a correlation context (no new root
+/// id per call), of plain hyper, and of plain hyper sending the three headers
+/// the stack adds (the server on the same thread parses them too), in
+/// alternating batches.
 fn breakdown(rt: &Runtime, peers: &Peers) {
     rt.block_on(async {
         let ctx = CorrelationContext::new_root();
-        let mut samples: [Vec<Duration>; 3] = Default::default();
+        let mut samples: [Vec<Duration>; 5] = Default::default();
         for _ in 0..10 {
             for (i, samples) in samples.iter_mut().enumerate() {
                 for _ in 0..1_000 {
@@ -187,15 +210,23 @@ fn breakdown(rt: &Runtime, peers: &Peers) {
                     match i {
                         0 => black_box(peers.forten_get().await),
                         1 => black_box(Peers::get(&peers.no_retry).await),
-                        _ => black_box(ctx.clone().scope(peers.forten_get()).await),
+                        2 => black_box(ctx.clone().scope(peers.forten_get()).await),
+                        3 => black_box(peers.plain_get().await),
+                        _ => black_box(peers.plain_get_with_headers().await),
                     };
                     samples.push(t.elapsed());
                 }
             }
         }
-        for (name, samples) in ["full stack", "retries off", "inside a context"]
-            .iter()
-            .zip(samples.iter_mut())
+        for (name, samples) in [
+            "full stack",
+            "retries off",
+            "inside a context",
+            "plain hyper",
+            "plain hyper sending the stack's 3 headers",
+        ]
+        .iter()
+        .zip(samples.iter_mut())
         {
             samples.sort_unstable();
             println!(
