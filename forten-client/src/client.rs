@@ -223,6 +223,10 @@ impl ServiceClient {
                     .path_and_query()
                     .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
             }),
+            credential: shared
+                .fallback
+                .as_ref()
+                .and_then(|_| req.headers().get(http::header::AUTHORIZATION).cloned()),
             info,
             span,
         };
@@ -308,6 +312,9 @@ struct Call {
     method: Method,
     /// Path and query, when a fallback is configured.
     key: Option<String>,
+    /// The caller's `authorization`, when a fallback is configured: stale
+    /// answers are kept per credential.
+    credential: Option<http::HeaderValue>,
     /// What the attempts did, when the span is recorded.
     info: Option<Arc<CallInfo>>,
     span: tracing::Span,
@@ -390,7 +397,7 @@ impl Call {
         let result = match (&self.shared.fallback, &self.key) {
             (Some(fallback), Some(key)) => match result {
                 Ok(response) if !response.status().is_server_error() => {
-                    fallback.record(&self.method, key, &response);
+                    fallback.record(&self.method, key, self.credential.as_ref(), &response);
                     Ok(response)
                 }
                 other => {
@@ -398,6 +405,7 @@ impl Call {
                         service: &self.shared.service,
                         method: &self.method,
                         path_and_query: key,
+                        credential: self.credential.as_ref(),
                         error: other.as_ref().err(),
                         response: other.as_ref().ok(),
                     };

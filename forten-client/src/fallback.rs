@@ -21,8 +21,9 @@ pub const DEFAULT_STALE_CAPACITY: usize = 1024;
 /// deadline passed, retries ran out, or it answered 5xx. Off by default; set
 /// it with [`ServiceClientBuilder::fallback`](crate::ServiceClientBuilder::fallback).
 ///
-/// - [`Fallback::stale_cache`]: the last 2xx response to the same GET (path
-///   and query), if younger than `ttl`, marked with
+/// - [`Fallback::stale_cache`]: the last 2xx response to the same GET (same
+///   path, query and `authorization` header, so one caller's answer is never
+///   served to another), if younger than `ttl`, marked with
 ///   `warning: 110 - "Response is Stale"` and an `age` header.
 /// - [`Fallback::from_fn`]: your closure decides, per failure.
 ///
@@ -98,10 +99,16 @@ impl Fallback {
     }
 
     /// Remembers a good response (stale cache only, GET only).
-    pub(crate) fn record(&self, method: &Method, key: &str, response: &Response<Bytes>) {
+    pub(crate) fn record(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        credential: Option<&HeaderValue>,
+        response: &Response<Bytes>,
+    ) {
         if let Kind::StaleCache(cache) = &self.kind {
             if *method == Method::GET && response.status().is_success() {
-                cache.store(key, response);
+                cache.store(cache_key(path_and_query, credential), response);
             }
         }
     }
@@ -110,8 +117,8 @@ impl Fallback {
     pub(crate) fn answer(&self, ctx: &FallbackContext<'_>) -> Option<Response<Bytes>> {
         match &self.kind {
             Kind::StaleCache(cache) => {
-                if ctx.method == Method::GET {
-                    cache.lookup(ctx.path_and_query)
+                if *ctx.method == Method::GET {
+                    cache.lookup(&cache_key(ctx.path_and_query, ctx.credential))
                 } else {
                     None
                 }
@@ -127,6 +134,7 @@ pub struct FallbackContext<'a> {
     pub(crate) service: &'a str,
     pub(crate) method: &'a Method,
     pub(crate) path_and_query: &'a str,
+    pub(crate) credential: Option<&'a HeaderValue>,
     pub(crate) error: Option<&'a ClientError>,
     pub(crate) response: Option<&'a Response<Bytes>>,
 }
@@ -165,10 +173,20 @@ impl FallbackContext<'_> {
     }
 }
 
+/// Path and query, a NUL (never in a URI), then the credential's bytes.
+fn cache_key(path_and_query: &str, credential: Option<&HeaderValue>) -> Vec<u8> {
+    let credential = credential.map_or(&[][..], HeaderValue::as_bytes);
+    let mut key = Vec::with_capacity(path_and_query.len() + 1 + credential.len());
+    key.extend_from_slice(path_and_query.as_bytes());
+    key.push(0);
+    key.extend_from_slice(credential);
+    key
+}
+
 struct StaleCache {
     ttl: Duration,
     capacity: usize,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<HashMap<Vec<u8>, Entry>>,
 }
 
 struct Entry {
@@ -185,10 +203,10 @@ fn copy(response: &Response<Bytes>) -> Response<Bytes> {
 }
 
 impl StaleCache {
-    fn store(&self, key: &str, response: &Response<Bytes>) {
+    fn store(&self, key: Vec<u8>, response: &Response<Bytes>) {
         let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        if !entries.contains_key(key) && entries.len() >= self.capacity {
+        if !entries.contains_key(&key) && entries.len() >= self.capacity {
             entries.retain(|_, e| now.saturating_duration_since(e.stored) <= self.ttl);
             if entries.len() >= self.capacity {
                 // still full of live entries: drop the oldest
@@ -202,7 +220,7 @@ impl StaleCache {
             }
         }
         entries.insert(
-            key.to_owned(),
+            key,
             Entry {
                 stored: now,
                 response: copy(response),
@@ -210,7 +228,7 @@ impl StaleCache {
         );
     }
 
-    fn lookup(&self, key: &str) -> Option<Response<Bytes>> {
+    fn lookup(&self, key: &[u8]) -> Option<Response<Bytes>> {
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = entries.get(key)?;
         let age = Instant::now().saturating_duration_since(entry.stored);
@@ -239,6 +257,7 @@ mod tests {
             service: "events",
             method,
             path_and_query: path,
+            credential: None,
             error: None,
             response: None,
         }
@@ -248,7 +267,7 @@ mod tests {
     async fn stale_entries_expire_after_the_ttl() {
         let fallback = Fallback::stale_cache(Duration::from_secs(10));
         let get = Method::GET;
-        fallback.record(&get, "/a", &Response::new(Bytes::from_static(b"one")));
+        fallback.record(&get, "/a", None, &Response::new(Bytes::from_static(b"one")));
         tokio::time::advance(Duration::from_secs(4)).await;
         let served = fallback.answer(&ctx("/a", &get)).expect("fresh enough");
         assert_eq!(served.body(), "one");
@@ -264,8 +283,8 @@ mod tests {
         let fallback = Fallback::stale_cache(Duration::from_secs(10));
         let mut failed = Response::new(Bytes::new());
         *failed.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-        fallback.record(&Method::GET, "/a", &failed);
-        fallback.record(&Method::POST, "/b", &Response::new(Bytes::new()));
+        fallback.record(&Method::GET, "/a", None, &failed);
+        fallback.record(&Method::POST, "/b", None, &Response::new(Bytes::new()));
         assert!(fallback.answer(&ctx("/a", &Method::GET)).is_none());
         assert!(fallback.answer(&ctx("/b", &Method::GET)).is_none());
     }
@@ -274,11 +293,30 @@ mod tests {
     async fn a_full_cache_drops_its_oldest_entry() {
         let fallback = Fallback::stale_cache_with_capacity(Duration::from_secs(60), 2);
         for key in ["/1", "/2", "/3"] {
-            fallback.record(&Method::GET, key, &Response::new(Bytes::new()));
+            fallback.record(&Method::GET, key, None, &Response::new(Bytes::new()));
             tokio::time::advance(Duration::from_secs(1)).await;
         }
         assert!(fallback.answer(&ctx("/1", &Method::GET)).is_none());
         assert!(fallback.answer(&ctx("/2", &Method::GET)).is_some());
         assert!(fallback.answer(&ctx("/3", &Method::GET)).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_callers_answer_is_never_served_to_another() {
+        let fallback = Fallback::stale_cache(Duration::from_secs(10));
+        let ann = HeaderValue::from_static("Bearer ann");
+        let bob = HeaderValue::from_static("Bearer bob");
+        fallback.record(
+            &Method::GET,
+            "/me",
+            Some(&ann),
+            &Response::new(Bytes::from_static(b"ann")),
+        );
+        let mut ctx = ctx("/me", &Method::GET);
+        assert!(fallback.answer(&ctx).is_none(), "no credential, no answer");
+        ctx.credential = Some(&bob);
+        assert!(fallback.answer(&ctx).is_none());
+        ctx.credential = Some(&ann);
+        assert_eq!(fallback.answer(&ctx).unwrap().body(), "ann");
     }
 }
