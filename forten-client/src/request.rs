@@ -132,6 +132,12 @@ impl RequestBuilder {
         self
     }
 
+    /// A deadline for this call, counted from now: the earlier of it and the
+    /// client's total timeout (and the calling task's deadline) applies.
+    pub fn timeout(self, timeout: std::time::Duration) -> Self {
+        self.extension(forten_core::deadline::Deadline::after(timeout))
+    }
+
     /// The request as it will enter the stack.
     pub fn build(self) -> Result<(ServiceClient, Request<Full<Bytes>>), ClientError> {
         if let Some(error) = self.error {
