@@ -305,6 +305,7 @@ impl ServiceClientBuilder {
         let select = Arc::new(SelectShared {
             service: Arc::clone(&service),
             upstream,
+            load_timeout: self.total_timeout.unwrap_or(self.timeout),
             breakers: breakers.clone(),
         });
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use forten_core::BoxError;
 use forten_core::circuit::{CircuitState, KeyedCircuitBreakers};
-use forten_discovery::{DiscoveryClient, DiscoveryError, Pick};
+use forten_discovery::{DiscoveryClient, Pick};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use pin_project_lite::pin_project;
@@ -157,6 +157,8 @@ pub(crate) struct SelectShared {
     pub(crate) service: Arc<str>,
     pub(crate) upstream: Upstream,
     pub(crate) breakers: KeyedCircuitBreakers<Arc<str>>,
+    /// Discovery mode: how long the first load of the view may take.
+    pub(crate) load_timeout: Duration,
 }
 
 impl std::fmt::Debug for SelectShared {
@@ -261,7 +263,7 @@ fn picked(id: Arc<str>, pick: Pick) -> Result<Chosen<'static>, BoxError> {
     })
 }
 
-type Loading = Pin<Box<dyn Future<Output = Result<(), DiscoveryError>> + Send>>;
+type Loading = Pin<Box<dyn Future<Output = Result<(), forten_core::Error>> + Send>>;
 
 /// The selection service (see the module docs).
 pub(crate) struct Select<S> {
@@ -308,7 +310,15 @@ impl<S> Select<S> {
         let future = slot.get_or_insert_with(|| {
             let client = client.clone();
             let service = Arc::clone(&self.shared.service);
-            Box::pin(async move { client.instances(&service).await.map(|_| ()) })
+            // readiness runs before the call's own deadline starts: bound it here
+            let limit = self.shared.load_timeout;
+            Box::pin(async move {
+                match tokio::time::timeout(limit, client.instances(&service)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(forten_core::Error::from(e)),
+                    Err(_) => Err(forten_core::Error::Timeout { after: Some(limit) }),
+                }
+            })
         });
         let result = std::task::ready!(future.as_mut().poll(cx));
         *slot = None;
@@ -317,7 +327,7 @@ impl<S> Select<S> {
                 loaded.store(true, Ordering::Release);
                 Poll::Ready(Ok(()))
             }
-            Err(e) => Poll::Ready(Err(Box::new(forten_core::Error::from(e)))),
+            Err(e) => Poll::Ready(Err(Box::new(e))),
         }
     }
 }
@@ -406,6 +416,15 @@ pin_project! {
         // discovery mode: the balancer's pick, finished with the outcome
         pick: Option<Pick>,
     }
+
+    impl<F> PinnedDrop for SelectFuture<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // cancelled in flight (the call's deadline passed): a failure
+            if let Some(pick) = this.project().pick.take() {
+                pick.done(false);
+            }
+        }
+    }
 }
 
 impl<F> SelectFuture<F> {
@@ -472,6 +491,7 @@ mod tests {
                 next: AtomicUsize::new(0),
             },
             breakers: breakers.clone(),
+            load_timeout: Duration::from_secs(1),
         });
         let inner = service_fn(|req: Request<()>| async move {
             let key = instance_key(&req);

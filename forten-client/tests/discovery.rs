@@ -119,3 +119,45 @@ fn the_builder_wants_exactly_one_upstream() {
     let none = ServiceClient::builder("events").build().unwrap_err();
     assert_eq!(none, ClientBuildError::NoUpstream("events".into()));
 }
+
+/// A registry that never answers.
+struct Hanging;
+
+impl Registry for Hanging {
+    async fn register(
+        &self,
+        _instance: ServiceInstance,
+    ) -> Result<forten_discovery::Registration, forten_discovery::DiscoveryError> {
+        std::future::pending().await
+    }
+    async fn deregister(
+        &self,
+        _name: &str,
+        _id: &str,
+    ) -> Result<(), forten_discovery::DiscoveryError> {
+        std::future::pending().await
+    }
+    async fn discover(
+        &self,
+        _name: &str,
+    ) -> Result<Vec<ServiceInstance>, forten_discovery::DiscoveryError> {
+        std::future::pending().await
+    }
+    fn watch(&self, _name: &str) -> forten_discovery::InstanceStream {
+        Box::pin(futures::stream::pending())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_registry_that_never_answers_costs_at_most_the_total_timeout() {
+    let client = ServiceClient::builder("events")
+        .discovery(DiscoveryClient::new(Hanging))
+        .timeout(Duration::from_secs(1))
+        .total_timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let err = client.get("/x").send().await.unwrap_err();
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+    assert_eq!(err.status(), 504, "{err:?}");
+}
