@@ -83,26 +83,14 @@ fn has_io_error(err: &(dyn std::error::Error + 'static)) -> bool {
 ///
 /// The client sits behind an `Arc`: the stack is cloned per call, and
 /// hyper-util's client clones its whole configuration.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Transport {
     client: Arc<Client<HttpConnector, Full<Bytes>>>,
     max_response_body: usize,
-    /// `max_in_flight`: a permit is taken in `poll_ready` and held by the
-    /// call's future.
-    limit: Option<PollSemaphore>,
-    permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Clone for Transport {
-    fn clone(&self) -> Self {
-        Transport {
-            client: Arc::clone(&self.client),
-            max_response_body: self.max_response_body,
-            limit: self.limit.clone(),
-            // a permit belongs to the service that acquired it
-            permit: None,
-        }
-    }
+    /// `max_in_flight`: each attempt holds a permit while on the wire. It
+    /// is taken inside the attempt (not in `poll_ready`), so waiting for one
+    /// counts against the attempt's timeout.
+    limit: Option<Arc<Semaphore>>,
 }
 
 impl Transport {
@@ -119,8 +107,7 @@ impl Transport {
         Transport {
             client: Arc::new(client),
             max_response_body: config.max_response_body,
-            limit: max_in_flight.map(|n| PollSemaphore::new(Arc::new(Semaphore::new(n)))),
-            permit: None,
+            limit: max_in_flight.map(|n| Arc::new(Semaphore::new(n))),
         }
     }
 }
@@ -130,23 +117,39 @@ impl Service<Request<Full<Bytes>>> for Transport {
     type Error = TransportError;
     type Future = TransportFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.permit.is_none() {
-            if let Some(limit) = &mut self.limit {
-                // the semaphore is never closed, so `None` does not happen
-                self.permit = ready!(limit.poll_acquire(cx));
-            }
-        }
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request<Full<Bytes>>) -> Self::Future {
-        TransportFuture {
-            state: State::Sending {
-                future: self.client.request(req),
+        let (state, permit) = match &self.limit {
+            None => (
+                State::Sending {
+                    future: self.client.request(req),
+                },
+                None,
+            ),
+            Some(limit) => match Arc::clone(limit).try_acquire_owned() {
+                Ok(permit) => (
+                    State::Sending {
+                        future: self.client.request(req),
+                    },
+                    Some(permit),
+                ),
+                Err(_) => (
+                    State::Waiting {
+                        limit: PollSemaphore::new(Arc::clone(limit)),
+                        client: Arc::clone(&self.client),
+                        request: Some(req),
+                    },
+                    None,
+                ),
             },
+        };
+        TransportFuture {
+            state,
             limit: self.max_response_body,
-            _permit: self.permit.take(),
+            permit,
         }
     }
 }
@@ -157,13 +160,19 @@ pin_project! {
         #[pin]
         state: State,
         limit: usize,
-        _permit: Option<OwnedSemaphorePermit>,
+        // held until the response is read
+        permit: Option<OwnedSemaphorePermit>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
     enum State {
+        Waiting {
+            limit: PollSemaphore,
+            client: Arc<Client<HttpConnector, Full<Bytes>>>,
+            request: Option<Request<Full<Bytes>>>,
+        },
         Sending { #[pin] future: ResponseFuture },
         Reading { parts: Option<Parts>, #[pin] body: Collect<Limited<Incoming>> },
     }
@@ -176,6 +185,19 @@ impl Future for TransportFuture {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
+                StateProj::Waiting {
+                    limit,
+                    client,
+                    request,
+                } => {
+                    // the semaphore is never closed: `None` does not happen
+                    *this.permit = ready!(limit.poll_acquire(cx));
+                    let Some(request) = request.take() else {
+                        unreachable!("a request is sent once")
+                    };
+                    let future = client.request(request);
+                    this.state.set(State::Sending { future });
+                }
                 StateProj::Sending { future } => {
                     let response = ready!(future.poll(cx)).map_err(classify)?;
                     let (parts, body) = response.into_parts();

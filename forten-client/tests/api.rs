@@ -369,3 +369,27 @@ async fn max_in_flight_queues_attempts_beyond_the_limit() {
         "ran side by side: {took:?}"
     );
 }
+
+#[tokio::test]
+async fn waiting_for_an_in_flight_slot_counts_against_the_attempt_timeout() {
+    let upstream = MockServer::start().await;
+    Mock::given(path("/hang"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&upstream)
+        .await;
+    let client = ServiceClient::builder("events")
+        .base_url(upstream.uri())
+        .max_in_flight(1)
+        .timeout(Duration::from_millis(300))
+        .total_timeout(Duration::from_secs(3))
+        .retry(no_retry())
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (a, b) = tokio::join!(client.get("/hang").send(), client.get("/hang").send());
+    assert_eq!(a.unwrap_err().status(), 504);
+    assert_eq!(b.unwrap_err().status(), 504);
+    let took = started.elapsed();
+    // the second waited for the slot within its own 300 ms, not after them
+    assert!(took < Duration::from_millis(550), "{took:?}");
+}
