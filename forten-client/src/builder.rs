@@ -212,7 +212,7 @@ impl ServiceClientBuilder {
 
     /// At most `max` requests of this client on the wire at once (over
     /// HTTP/1.1, at most `max` connections busy); further attempts wait for a
-    /// slot (default: unlimited).
+    /// slot within their own timeout (default: unlimited).
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.max_in_flight = Some(max);
         self
