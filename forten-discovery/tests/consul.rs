@@ -82,6 +82,41 @@ async fn registers_with_a_ttl_check_and_passes_it() {
 }
 
 #[tokio::test]
+async fn dropping_a_registration_deregisters_with_the_agent() {
+    let server = MockServer::start().await;
+    for p in [
+        "/v1/agent/service/register",
+        "/v1/agent/check/pass/service:a",
+    ] {
+        Mock::given(method("PUT"))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("PUT"))
+        .and(path("/v1/agent/service/deregister/a"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let registration = registry(&server)
+        .register(common::instance("svc", "a", 4001))
+        .await
+        .unwrap();
+    drop(registration);
+    common::wait_until(Duration::from_secs(5), "the deregistration", || async {
+        server
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .any(|r| r.url.path() == "/v1/agent/service/deregister/a")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn registers_again_when_the_agent_forgot_the_check() {
     let server = MockServer::start().await;
     Mock::given(method("PUT"))

@@ -39,6 +39,12 @@ async fn register_discover_deregister() {
 
 #[tokio::test]
 #[ignore = "needs etcd: run scripts/test"]
+async fn dropping_a_registration_deregisters() {
+    common::dropping_a_registration_deregisters(&registry_at(&url()), "svc", TTL).await;
+}
+
+#[tokio::test]
+#[ignore = "needs etcd: run scripts/test"]
 async fn lease_expiry() {
     common::lease_expiry(&registry_at(&url()), "svc", TTL).await;
 }

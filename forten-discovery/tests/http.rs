@@ -96,6 +96,12 @@ async fn client_follows_changes() {
 }
 
 #[tokio::test]
+async fn dropping_a_registration_deregisters() {
+    let (_server, registry) = start().await;
+    common::dropping_a_registration_deregisters(&registry, "svc", TTL).await;
+}
+
+#[tokio::test]
 async fn registration_survives_a_registry_restart() {
     let (server, registry) = start().await;
     let addr = server.addr;

@@ -164,3 +164,23 @@ pub async fn client_follows_changes(registry: impl Registry + Clone, service: &s
     );
     b.deregister().await.unwrap();
 }
+
+/// Dropping a registration inside a runtime deregisters the instance (a spawned, best-effort
+/// deregistration), well before its lease could lapse.
+pub async fn dropping_a_registration_deregisters(
+    registry: &impl Registry,
+    service: &str,
+    ttl: Duration,
+) {
+    let registration = registry
+        .register(instance(service, "dropped", 4001))
+        .await
+        .unwrap();
+    assert_eq!(ids(&registry.discover(service).await.unwrap()), ["dropped"]);
+    drop(registration);
+    // Well under the TTL: the lease lapsing cannot be what removes it.
+    wait_until(ttl / 2, "the drop to deregister", || async {
+        registry.discover(service).await.unwrap().is_empty()
+    })
+    .await;
+}
