@@ -4,12 +4,35 @@
 //! response future are polled with a no-op waker, so the figure is the cost the
 //! middleware adds, not a runtime's scheduling. Code that needs tokio's timer
 //! runs inside `Runtime::enter`.
+//!
+//! [`bench_counted`] also prints each id's allocations per call, and only for
+//! the ids criterion's filter selects.
 
+pub mod peers;
+
+use std::convert::Infallible;
 use std::future::Future;
+use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use tower::Service;
+use criterion::BenchmarkGroup;
+use criterion::measurement::Measurement;
+use http::{Request, Response};
+use tower::{Service, service_fn};
+
+/// Calls [`bench_counted`] averages its allocation count over.
+pub const ALLOCATION_CALLS: u64 = 10_000;
+
+/// The service every middleware wraps: answers at once with an empty 200.
+pub fn baseline() -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = std::future::Ready<Result<Response<()>, Infallible>>,
+> + Clone {
+    service_fn(|_req: Request<()>| std::future::ready(Ok::<_, Infallible>(Response::new(()))))
+}
 
 /// Drives one request through `svc` to completion, assuming every poll is ready
 /// at once (the benchmarked services answer immediately).
@@ -58,4 +81,26 @@ pub fn report_allocations(id: &str, calls: u64, mut f: impl FnMut()) -> f64 {
         info.bytes_total / calls
     );
     per_call
+}
+
+/// Benchmarks `f` as `id` in `g` and, before the first measurement, prints its
+/// allocations per call ([`report_allocations`] over [`ALLOCATION_CALLS`] calls).
+///
+/// The count runs inside criterion's routine, so it runs only for the ids
+/// criterion's filter selects (a filtered run, or a callgrind profile of one
+/// id, pays for nothing else).
+pub fn bench_counted<M: Measurement, R>(
+    g: &mut BenchmarkGroup<'_, M>,
+    id: &str,
+    mut f: impl FnMut() -> R,
+) {
+    let mut counted = false;
+    g.bench_function(id, |b| {
+        if !std::mem::replace(&mut counted, true) {
+            report_allocations(id, ALLOCATION_CALLS, || {
+                black_box(f());
+            });
+        }
+        b.iter(&mut f);
+    });
 }

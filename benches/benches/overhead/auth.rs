@@ -1,13 +1,11 @@
 //! forten-auth: verifying a service token per request (HS256, EdDSA), and
 //! the cached token mint a caller pays per outbound request.
 
-use std::hint::black_box;
-
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
 use forten_auth::jsonwebtoken::{self, Algorithm, DecodingKey, Validation};
 use forten_auth::{KeySet, ServiceAuth, ServiceAuthLayer, SigningKey};
-use forten_benches::{call_ready, report_allocations};
+use forten_benches::{bench_counted, call_ready};
 use http::{HeaderValue, Request, header::AUTHORIZATION};
 use tower::Layer;
 
@@ -28,10 +26,7 @@ fn request(auth: &HeaderValue) -> Request<()> {
 
 macro_rules! bench_fn {
     ($g:expr, $id:expr, $body:expr) => {{
-        report_allocations($id, 10_000, || {
-            black_box($body);
-        });
-        $g.bench_function($id, |b| b.iter(|| black_box($body)));
+        bench_counted($g, $id, || $body);
     }};
 }
 

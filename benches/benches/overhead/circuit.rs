@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{call_ready, poll_once, report_allocations};
+use forten_benches::{bench_counted, call_ready, poll_once};
 use forten_core::circuit::CircuitBreaker;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, service_fn};
@@ -61,11 +61,8 @@ where
 pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     // closed, success
     let mut svc = breaker().layer().layer(crate::baseline());
-    report_allocations("circuit_breaker", 10_000, || {
-        black_box(call_ready(&mut svc, Request::new(())).is_ok());
-    });
-    g.bench_function("circuit_breaker", |b| {
-        b.iter(|| black_box(call_ready(&mut svc, Request::new(())).is_ok()));
+    bench_counted(g, "circuit_breaker", || {
+        call_ready(&mut svc, Request::new(())).is_ok()
     });
 
     // open: trip a breaker (1 call, 100 % failures), then call through it
@@ -86,11 +83,8 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         call_ready(&mut rejected, Request::new(())).is_err(),
         "breaker must be open"
     );
-    report_allocations("circuit_breaker_rejected", 10_000, || {
-        black_box(call_ready(&mut rejected, Request::new(())).is_err());
-    });
-    g.bench_function("circuit_breaker_rejected", |b| {
-        b.iter(|| black_box(call_ready(&mut rejected, Request::new(())).is_err()));
+    bench_counted(g, "circuit_breaker_rejected", || {
+        call_ready(&mut rejected, Request::new(())).is_err()
     });
 
     // throughput: the same WORK on one thread and split over two
@@ -125,25 +119,17 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         .build()
         .expect("valid config")
         .layer(crate::baseline());
-    report_allocations("peer/tower_resilience_breaker", 10_000, || {
-        black_box(call_ready(&mut resilience, Request::new(())).is_ok());
-    });
-    g.bench_function("peer/tower_resilience_breaker", |b| {
-        b.iter(|| black_box(call_ready(&mut resilience, Request::new(())).is_ok()));
+    bench_counted(g, "peer/tower_resilience_breaker", || {
+        call_ready(&mut resilience, Request::new(())).is_ok()
     });
 
     let failsafe = failsafe::Config::new().build();
     let mut inner = crate::baseline();
-    let mut call_failsafe = || {
+    let call_failsafe = || {
         use failsafe::futures::CircuitBreaker as _;
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(inner.poll_ready(&mut cx).is_ready());
         poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
     };
-    report_allocations("peer/failsafe_breaker", 10_000, || {
-        black_box(call_failsafe());
-    });
-    g.bench_function("peer/failsafe_breaker", |b| {
-        b.iter(|| black_box(call_failsafe()));
-    });
+    bench_counted(g, "peer/failsafe_breaker", call_failsafe);
 }

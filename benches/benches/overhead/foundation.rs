@@ -1,11 +1,10 @@
 //! Correlation and deadlines beside tower's timeout and tower-http's request id.
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{call_ready, report_allocations};
+use forten_benches::{bench_counted, call_ready};
 use forten_core::correlation::{CorrelationLayer, PropagateCorrelationLayer};
 use forten_core::deadline::{DeadlineLayer, TimeoutLayer};
 use http::Request;
@@ -18,12 +17,7 @@ use super::baseline;
 macro_rules! bench_service {
     ($g:expr, $id:expr, $svc:expr, $req:expr) => {{
         let mut svc = $svc;
-        report_allocations($id, 10_000, || {
-            black_box(call_ready(&mut svc, $req).ok());
-        });
-        $g.bench_function($id, |b| {
-            b.iter(|| black_box(call_ready(&mut svc, $req).ok()))
-        });
+        bench_counted($g, $id, || call_ready(&mut svc, $req).ok());
     }};
 }
 

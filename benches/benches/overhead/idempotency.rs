@@ -3,13 +3,12 @@
 //! store), `rate_limit` (governor backend, allowed).
 
 use std::convert::Infallible;
-use std::hint::black_box;
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{call_ready, report_allocations};
+use forten_benches::{bench_counted, call_ready};
 use forten_core::idempotency::{IdempotencyLayer, MemoryStore};
 use forten_core::ratelimit::{GovernorBackend, KeyExtractor, RateLimitLayer, RateLimitPolicy};
 use http::{Request, Response};
@@ -51,25 +50,16 @@ fn keyed_post() -> Request<Body> {
 pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     // the handler alone with the same requests: what the layer adds is the difference
     let mut bare = handler();
-    report_allocations("idempotency_passthrough/bare", 10_000, || {
-        black_box(call_ready(&mut bare, get().map(Either::Left)).ok());
+    bench_counted(g, "idempotency_passthrough/bare", || {
+        call_ready(&mut bare, get().map(Either::Left)).ok()
     });
-    g.bench_function("idempotency_passthrough/bare", |b| {
-        b.iter(|| black_box(call_ready(&mut bare, get().map(Either::Left)).ok()));
-    });
-    report_allocations("idempotency_replay/bare", 10_000, || {
-        black_box(call_ready(&mut bare, keyed_post().map(Either::Left)).ok());
-    });
-    g.bench_function("idempotency_replay/bare", |b| {
-        b.iter(|| black_box(call_ready(&mut bare, keyed_post().map(Either::Left)).ok()));
+    bench_counted(g, "idempotency_replay/bare", || {
+        call_ready(&mut bare, keyed_post().map(Either::Left)).ok()
     });
 
     let mut passthrough = IdempotencyLayer::new(MemoryStore::new()).layer(handler());
-    report_allocations("idempotency_passthrough", 10_000, || {
-        black_box(call_ready(&mut passthrough, get()).ok());
-    });
-    g.bench_function("idempotency_passthrough", |b| {
-        b.iter(|| black_box(call_ready(&mut passthrough, get()).ok()));
+    bench_counted(g, "idempotency_passthrough", || {
+        call_ready(&mut passthrough, get()).ok()
     });
 
     let mut replay = IdempotencyLayer::new(MemoryStore::new()).layer(handler());
@@ -78,11 +68,8 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     assert!(!first.headers().contains_key("idempotent-replayed"));
     let again = call_ready(&mut replay, keyed_post()).expect("replayed");
     assert_eq!(again.headers()["idempotent-replayed"], "true");
-    report_allocations("idempotency_replay", 10_000, || {
-        black_box(call_ready(&mut replay, keyed_post()).ok());
-    });
-    g.bench_function("idempotency_replay", |b| {
-        b.iter(|| black_box(call_ready(&mut replay, keyed_post()).ok()));
+    bench_counted(g, "idempotency_replay", || {
+        call_ready(&mut replay, keyed_post()).ok()
     });
 
     // a budget no benchmark loop can spend: one request per nanosecond
@@ -92,10 +79,7 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         service_fn(|_req: Request<()>| std::future::ready(Ok::<_, Infallible>(Response::new(()))));
     let mut limited =
         RateLimitLayer::keyed(GovernorBackend::new(policy), KeyExtractor::global()).layer(ok);
-    report_allocations("rate_limit", 10_000, || {
-        black_box(call_ready(&mut limited, Request::new(())).ok());
-    });
-    g.bench_function("rate_limit", |b| {
-        b.iter(|| black_box(call_ready(&mut limited, Request::new(())).ok()));
+    bench_counted(g, "rate_limit", || {
+        call_ready(&mut limited, Request::new(())).ok()
     });
 }

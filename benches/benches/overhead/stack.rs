@@ -1,12 +1,11 @@
 //! The server-and-client resilience stack in one piece: correlation, deadline,
 //! retry (first attempt succeeds) and a closed circuit breaker.
 
-use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{call_ready, report_allocations};
+use forten_benches::{bench_counted, call_ready};
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
@@ -33,10 +32,7 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         .layer(RetryLayer::new(RetryConfig::default()))
         .layer(breaker.layer())
         .service(baseline());
-    report_allocations("full_stack", 10_000, || {
-        black_box(call_ready(&mut svc, Request::new(())).ok());
-    });
-    g.bench_function("full_stack", |b| {
-        b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
+    bench_counted(g, "full_stack", || {
+        call_ready(&mut svc, Request::new(())).ok()
     });
 }
