@@ -453,3 +453,39 @@ async fn the_budget_refills_as_the_window_slides() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(budget.balance(), 2);
 }
+
+#[test]
+fn the_http_policy_splits_a_request_into_one_to_send_and_an_identical_copy() {
+    #[derive(Clone, Debug, PartialEq)]
+    struct Tag(u32);
+    let mut req = Request::put("http://upstream:8080/events/7?draft=1")
+        .version(http::Version::HTTP_2)
+        .header("x-one", "1")
+        .header("x-many", "a")
+        .body(Bytes::from_static(b"{\"title\":\"x\"}"))
+        .unwrap();
+    req.headers_mut().append("x-many", "b".parse().unwrap());
+    req.extensions_mut().insert(Tag(7));
+    let policy = forten_core::retry::HttpPolicy;
+    let (sent, copy) = Policy::<_, Response<()>>::split(&policy, req);
+    let copy = copy.expect("a Bytes body replays");
+    for r in [&sent, &copy] {
+        assert_eq!(r.method(), Method::PUT);
+        assert_eq!(r.uri(), "http://upstream:8080/events/7?draft=1");
+        assert_eq!(r.version(), http::Version::HTTP_2);
+        assert_eq!(r.headers()["x-one"], "1");
+        assert_eq!(r.headers().get_all("x-many").iter().count(), 2);
+        assert_eq!(r.extensions().get::<Tag>(), Some(&Tag(7)));
+        assert_eq!(r.body().as_ref(), b"{\"title\":\"x\"}");
+    }
+
+    // a body that cannot be replayed: the request goes out as it came, no copy
+    let boxed = Request::get("/stream")
+        .header("x-one", "1")
+        .body(http_body_util::Full::new(Bytes::from_static(b"x")).boxed())
+        .unwrap();
+    let (sent, copy) = Policy::<_, Response<()>>::split(&policy, boxed);
+    assert!(copy.is_none());
+    assert_eq!(sent.uri(), "/stream");
+    assert_eq!(sent.headers()["x-one"], "1");
+}

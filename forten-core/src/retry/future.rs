@@ -35,7 +35,7 @@ pin_project! {
         // an attempt is in flight
         Attempt { #[pin] future: F },
         // waiting out the backoff before the next attempt (the timer is boxed
-        // in `Retrying`: a first success must not pay for moving it around)
+        // in `Retrying::waiting`: a first success must not pay for moving it around)
         Backoff,
         // waiting for the service to be ready for the next attempt
         Ready,
@@ -49,9 +49,17 @@ struct Retrying<S, P, Req> {
     // the copy to send next; `None` once it had to be sent itself
     request: Option<Req>,
     attempts: u32,
-    // created at the first retry, so a first success pays nothing for them
-    delays: Option<Box<Delays>>,
-    sleep: Option<Pin<Box<Sleep>>>,
+    // created at the first retry, so a first success pays nothing for it
+    waiting: Option<Pin<Box<Waiting>>>,
+}
+
+pin_project! {
+    /// The backoff of a request being retried: its delays and its timer.
+    struct Waiting {
+        delays: Delays,
+        #[pin]
+        sleep: Sleep,
+    }
 }
 
 impl<S, P, Req> ResponseFuture<S, P, Req>
@@ -73,8 +81,7 @@ where
                 shared,
                 request: Some(request),
                 attempts: 1,
-                delays: None,
-                sleep: None,
+                waiting: None,
             }),
         }
     }
@@ -105,13 +112,22 @@ where
     /// The delay before the next attempt, or why there is none.
     fn next_delay(&mut self, action: Action) -> Result<Duration, GiveUp> {
         let config = &self.shared.config;
-        let delays = self.delays.get_or_insert_with(|| {
-            Box::new(match config.seed {
-                Some(seed) => config.backoff.delays_seeded(seed),
-                None => config.backoff.delays(),
+        let waiting = self.waiting.get_or_insert_with(|| {
+            Box::pin(Waiting {
+                delays: match config.seed {
+                    Some(seed) => config.backoff.delays_seeded(seed),
+                    None => config.backoff.delays(),
+                },
+                // set to the delay's end before it is first polled
+                sleep: tokio::time::sleep_until(Instant::now()),
             })
         });
-        let mut delay = delays.next().ok_or(GiveUp::Attempts)?;
+        let mut delay = waiting
+            .as_mut()
+            .project()
+            .delays
+            .next()
+            .ok_or(GiveUp::Attempts)?;
         if let Action::RetryAfter(asked) = action {
             delay = asked.min(config.max_retry_after());
         }
@@ -174,11 +190,8 @@ where
                                 "retrying after a retryable outcome"
                             );
                             let until = Instant::now() + delay;
-                            match retry.sleep.as_mut() {
-                                Some(sleep) => sleep.as_mut().reset(until),
-                                None => {
-                                    retry.sleep = Some(Box::pin(tokio::time::sleep_until(until)));
-                                }
+                            if let Some(waiting) = retry.waiting.as_mut() {
+                                waiting.as_mut().project().sleep.reset(until);
                             }
                             this.state.set(State::Backoff);
                         }
@@ -193,8 +206,8 @@ where
                     }
                 }
                 StateProj::Backoff => {
-                    if let Some(sleep) = this.retry.as_mut().and_then(|r| r.sleep.as_mut()) {
-                        ready!(sleep.as_mut().poll(cx));
+                    if let Some(waiting) = this.retry.as_mut().and_then(|r| r.waiting.as_mut()) {
+                        ready!(waiting.as_mut().project().sleep.poll(cx));
                     }
                     this.state.set(State::Ready);
                 }
@@ -218,13 +231,11 @@ where
                     let Some(stored) = retry.request.take() else {
                         unreachable!("only a request with a stored copy backs off")
                     };
-                    let request = if let Some(copy) = retry.shared.policy.clone_request(&stored) {
-                        retry.request = Some(stored);
-                        copy
-                    } else {
+                    let (request, copy) = retry.shared.policy.split(stored);
+                    if copy.is_none() {
                         tracing::debug!("request could not be copied again: last attempt");
-                        stored
-                    };
+                    }
+                    retry.request = copy;
                     retry.attempts += 1;
                     let future = retry.service.call(request);
                     this.state.set(State::Attempt { future });

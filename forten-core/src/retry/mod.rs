@@ -175,15 +175,20 @@ where
         if shared.config.backoff.max_retries() == 0 {
             return ResponseFuture::once(self.inner.call(req));
         }
-        if let Some(copy) = shared.policy.clone_request(&req) {
-            // the ready service takes this attempt; its clone, polled ready
-            // again before each retry, goes with the future
-            let service = self.inner.clone();
-            let future = self.inner.call(req);
-            ResponseFuture::retrying(future, service, shared.clone(), copy)
-        } else {
-            tracing::debug!("request body cannot be replayed: sending it once, without retries");
-            ResponseFuture::once(self.inner.call(req))
+        match shared.policy.split(req) {
+            (req, Some(copy)) => {
+                // the ready service takes this attempt; its clone, polled ready
+                // again before each retry, goes with the future
+                let service = self.inner.clone();
+                let future = self.inner.call(req);
+                ResponseFuture::retrying(future, service, shared.clone(), copy)
+            }
+            (req, None) => {
+                tracing::debug!(
+                    "request body cannot be replayed: sending it once, without retries"
+                );
+                ResponseFuture::once(self.inner.call(req))
+            }
         }
     }
 }

@@ -49,6 +49,20 @@ pub trait Policy<Req, Res> {
     /// replayed: such a request is sent once and never retried.
     fn clone_request(&self, req: &Req) -> Option<Req>;
 
+    /// Takes `req` apart into the request to send now and a copy to keep for
+    /// a retry (`None` when it cannot be replayed). [`Retry`](super::Retry)
+    /// calls this, not [`clone_request`](Self::clone_request), before each
+    /// attempt that may be followed by another.
+    ///
+    /// The default sends `req` itself and keeps `clone_request(&req)`.
+    /// Override it when owning the request makes the copy cheaper:
+    /// [`HttpPolicy`] clones the request head in one piece instead of filling
+    /// a new request field by field.
+    fn split(&self, req: Req) -> (Req, Option<Req>) {
+        let copy = self.clone_request(&req);
+        (req, copy)
+    }
+
     /// Whether to retry after this outcome of sending `req`. Errors arrive
     /// already converted to [`BoxError`].
     fn classify(&self, req: &Req, result: &Result<Res, BoxError>) -> Action;
@@ -203,6 +217,19 @@ impl<B: ReplayBody, ResB> Policy<Request<B>, Response<ResB>> for HttpPolicy {
         Some(copy)
     }
 
+    #[inline]
+    fn split(&self, req: Request<B>) -> (Request<B>, Option<Request<B>>) {
+        let Some(body) = req.body().replay() else {
+            return (req, None);
+        };
+        // `Parts::clone` copies each field once; filling a `Request::new`
+        // would first build and then drop a default head.
+        let (head, original) = req.into_parts();
+        let copy = Request::from_parts(head.clone(), body);
+        (Request::from_parts(head, original), Some(copy))
+    }
+
+    #[inline]
     fn classify(&self, req: &Request<B>, result: &Result<Response<ResB>, BoxError>) -> Action {
         match result {
             Ok(response) => {
