@@ -1,0 +1,80 @@
+//! The emission points inside forten-core; [`noop`](super) mirrors this API
+//! when the `metrics` feature is off.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+use super::{
+    CIRCUIT_REJECTED, CIRCUIT_STATE, CIRCUIT_TRANSITIONS, IDEMPOTENCY_REPLAYS, RATE_LIMITED,
+    RETRY_ATTEMPTS, RETRY_BUDGET_EXHAUSTED,
+};
+use crate::circuit::CircuitState;
+
+/// The label of a retry layer without a name.
+const UNNAMED: &str = "default";
+
+/// A breaker's per-call handles, resolved when the breaker is built.
+#[derive(Debug)]
+pub(crate) struct BreakerHandles {
+    state: Gauge,
+    rejected: Counter,
+}
+
+impl BreakerHandles {
+    pub(crate) fn new(name: &Arc<str>) -> Self {
+        let state = gauge!(CIRCUIT_STATE, "breaker" => Arc::clone(name));
+        state.set(CircuitState::Closed.code() as f64);
+        BreakerHandles {
+            state,
+            rejected: counter!(CIRCUIT_REJECTED, "breaker" => Arc::clone(name)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn rejected(&self) {
+        self.rejected.increment(1);
+    }
+
+    #[cold]
+    pub(crate) fn transition(&self, name: &Arc<str>, from: CircuitState, to: CircuitState) {
+        self.state.set(to.code() as f64);
+        counter!(
+            CIRCUIT_TRANSITIONS,
+            "breaker" => Arc::clone(name),
+            "from" => from.as_str(),
+            "to" => to.as_str(),
+        )
+        .increment(1);
+    }
+}
+
+fn service_label(service: Option<&Arc<str>>) -> metrics::SharedString {
+    service.map_or(metrics::SharedString::const_str(UNNAMED), |s| {
+        metrics::SharedString::from(Arc::clone(s))
+    })
+}
+
+/// An attempt's retryable outcome and what followed it.
+#[cold]
+pub(crate) fn retry_attempt(service: Option<&Arc<str>>, outcome: &'static str) {
+    counter!(RETRY_ATTEMPTS, "service" => service_label(service), "outcome" => outcome)
+        .increment(1);
+}
+
+/// A retry refused by an empty budget.
+#[cold]
+pub(crate) fn retry_budget_exhausted(service: Option<&Arc<str>>) {
+    counter!(RETRY_BUDGET_EXHAUSTED, "service" => service_label(service)).increment(1);
+}
+
+/// A response replayed from the idempotency store.
+pub(crate) fn idempotency_replayed() {
+    counter!(IDEMPOTENCY_REPLAYS).increment(1);
+}
+
+/// A request refused by the rate limit `policy`.
+#[cold]
+pub(crate) fn rate_limited(policy: &Arc<str>) {
+    counter!(RATE_LIMITED, "policy" => Arc::clone(policy)).increment(1);
+}
