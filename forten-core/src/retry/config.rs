@@ -82,6 +82,13 @@ impl RetryConfig {
         self.name.as_deref()
     }
 
+    /// The same config named `name` in its metrics (for a config built
+    /// elsewhere; see [`RetryConfigBuilder::name`]).
+    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Most attempts per request, the first included.
     pub fn max_attempts(&self) -> u32 {
         self.backoff.max_retries() + 1
