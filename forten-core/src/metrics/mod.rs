@@ -35,14 +35,16 @@
 //! let prometheus = PrometheusBuilder::new().install_recorder()?;
 //! let app = axum::Router::new()
 //!     .route("/metrics", axum::routing::get(move || std::future::ready(prometheus.render())))
-//!     // ... your routes, then the server RED layer labelled by matched route:
-//!     .layer(forten_core::metrics::ServerMetricsLayer::new().route(|req| {
-//!         req.extensions()
+//!     // ... your routes, then the server RED layer labelled by matched route
+//!     // (`Router::layer`, so the route is matched before the layer runs):
+//!     .layer(forten_core::metrics::ServerMetricsLayer::new().route(|parts| {
+//!         parts.extensions
 //!             .get::<axum::extract::MatchedPath>()
 //!             .map(|p| p.as_str().to_owned().into())
 //!     }));
 //! ```
-//! (`forten-core/tests/metrics_prometheus.rs` runs exactly this.)
+//! (`forten-core/tests/metrics_prometheus.rs` runs this with a local
+//! recorder, and parses what /metrics serves.)
 
 #[cfg(feature = "metrics")]
 pub(crate) mod emit;
@@ -83,8 +85,9 @@ pub const SERVER_REQUESTS: &str = "forten_server_requests_total";
 pub const SERVER_REQUEST_DURATION: &str = "forten_server_request_duration_seconds";
 /// Counter `{event_type, outcome}`: publishes, by outcome `ok`, `unroutable`, `error`.
 pub const EVENTS_PUBLISHED: &str = "forten_events_published_total";
-/// Counter `{queue, outcome}`: deliveries handled, by outcome `ok`, `retry`
-/// (sent to a retry delay), `dead_lettered`, `error` (rejected without a retry path).
+/// Counter `{queue, outcome}`: deliveries handled, by outcome `ok`,
+/// `duplicate` (skipped by dedup), `retry` (sent to a retry delay),
+/// `dead_lettered` (handler failed for good, or the envelope was undecodable).
 pub const EVENTS_HANDLED: &str = "forten_events_handled_total";
 /// Counter `{queue}`: events moved to the dead-letter queue.
 pub const EVENTS_DEAD_LETTERED: &str = "forten_events_dead_lettered_total";
