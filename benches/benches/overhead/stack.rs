@@ -10,9 +10,10 @@ use forten_benches::{call_ready, report_allocations};
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
+use forten_core::metrics::ServerMetricsLayer;
 use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
 use super::baseline;
 
@@ -38,5 +39,17 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     });
     g.bench_function("full_stack", |b| {
         b.iter(|| black_box(call_ready(&mut svc, Request::new(())).ok()));
+    });
+
+    // The server RED layer alone (a counter and a histogram per request,
+    // route labelled by a function), then in front of the full stack.
+    let mut red = ServerMetricsLayer::new()
+        .route(|_| Some("/bench".into()))
+        .layer(baseline());
+    report_allocations("server_metrics", 10_000, || {
+        black_box(call_ready(&mut red, Request::new(())).ok());
+    });
+    g.bench_function("server_metrics", |b| {
+        b.iter(|| black_box(call_ready(&mut red, Request::new(())).ok()));
     });
 }
