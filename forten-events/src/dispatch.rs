@@ -123,6 +123,7 @@ impl Dispatcher {
             queue = %self.queue,
             attempt = msg.attempt,
         );
+        ctx.set_parent_of(&span);
         let event_id = event.event_id.clone();
         let delivery = Delivery {
             event,
