@@ -3,16 +3,57 @@
 
 use std::sync::Arc;
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{
+    Counter, Gauge, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge,
+};
 
 use super::{
-    CIRCUIT_REJECTED, CIRCUIT_STATE, CIRCUIT_TRANSITIONS, IDEMPOTENCY_REPLAYS, RATE_LIMITED,
-    RETRY_ATTEMPTS, RETRY_BUDGET_EXHAUSTED,
+    CIRCUIT_REJECTED, CIRCUIT_STATE, CIRCUIT_TRANSITIONS, CLIENT_REQUEST_DURATION,
+    EVENTS_DEAD_LETTERED, EVENTS_HANDLED, EVENTS_PUBLISHED, IDEMPOTENCY_REPLAYS, RATE_LIMITED,
+    RETRY_ATTEMPTS, RETRY_BUDGET_EXHAUSTED, SERVER_REQUEST_DURATION, SERVER_REQUESTS,
 };
 use crate::circuit::CircuitState;
 
 /// The label of a retry layer without a name.
 const UNNAMED: &str = "default";
+
+/// Describes every forten metric (help text and unit) to the installed
+/// recorder; call it once, after installing the recorder.
+pub fn describe() {
+    describe_gauge!(
+        CIRCUIT_STATE,
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled."
+    );
+    describe_counter!(CIRCUIT_TRANSITIONS, "Circuit breaker state transitions.");
+    describe_counter!(CIRCUIT_REJECTED, "Calls a circuit breaker refused.");
+    describe_counter!(
+        RETRY_ATTEMPTS,
+        "Attempts with a retryable outcome, by what followed."
+    );
+    describe_counter!(
+        RETRY_BUDGET_EXHAUSTED,
+        "Retries refused by an empty retry budget."
+    );
+    describe_histogram!(
+        CLIENT_REQUEST_DURATION,
+        Unit::Seconds,
+        "Client calls to a service, retries included."
+    );
+    describe_counter!(SERVER_REQUESTS, "Requests a server answered.");
+    describe_histogram!(
+        SERVER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Time until a server's response head."
+    );
+    describe_counter!(EVENTS_PUBLISHED, "Events published, by outcome.");
+    describe_counter!(EVENTS_HANDLED, "Event deliveries handled, by outcome.");
+    describe_counter!(EVENTS_DEAD_LETTERED, "Events moved to a dead-letter queue.");
+    describe_counter!(
+        IDEMPOTENCY_REPLAYS,
+        "Responses replayed from the idempotency store."
+    );
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit.");
+}
 
 /// A breaker's per-call handles, resolved when the breaker is built.
 #[derive(Debug)]

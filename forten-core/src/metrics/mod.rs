@@ -14,9 +14,13 @@
 //! cold paths (state transitions, a retry decision after a failed attempt,
 //! budget exhaustion, replays, rate-limit refusals) are resolved each time.
 //!
+//! Call [`describe`] once after installing the recorder to give every metric
+//! its help text and unit (the `# HELP` lines of Prometheus text).
+//!
 //! **Cardinality.** Every label value comes from a bounded set: breaker names
 //! you chose (a keyed breaker adds one per key, `<name>/<key>`, and keys are
-//! instance ids or authorities, so as many as you have upstream instances),
+//! instance ids or authorities, so as many as you have upstream instances;
+//! an idle key's breaker is evicted and its series keeps its last value),
 //! service names, HTTP methods (unknown methods become `OTHER`), status codes,
 //! event types and queue names. Raw request paths are never a label: a server
 //! labels requests by the route your [`ServerMetricsLayer::route`] function
@@ -56,6 +60,8 @@ mod request;
 #[cfg(feature = "metrics")]
 mod server;
 
+#[cfg(feature = "metrics")]
+pub use emit::describe;
 #[cfg(feature = "metrics")]
 pub use request::{RequestMetrics, method_label};
 #[cfg(feature = "metrics")]
