@@ -20,7 +20,28 @@ mod retry;
 #[path = "overhead/stack.rs"]
 mod stack;
 
+/// `FORTEN_BENCH_RECORDER=1` installs a Prometheus recorder (drained every
+/// second, as scrapes would) before anything is built, so the same group
+/// measures forten with its metrics recorded; unset, with no recorder.
+fn install_recorder() {
+    if std::env::var_os("FORTEN_BENCH_RECORDER").is_some_and(|v| v == "1") {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no recorder installed yet");
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                handle.run_upkeep();
+            }
+        });
+        println!("metrics recorder: prometheus");
+    } else {
+        println!("metrics recorder: none");
+    }
+}
+
 fn overhead(c: &mut Criterion) {
+    install_recorder();
     let mut g = c.benchmark_group("overhead");
     let mut svc = baseline();
     bench_counted(&mut g, "baseline", || {

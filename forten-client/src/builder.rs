@@ -328,7 +328,11 @@ impl ServiceClientBuilder {
             shared: Arc::clone(&select),
             loading: std::sync::Mutex::new(None),
         };
-        let retried = RetryLayer::new(self.retry).layer(selected);
+        let retry = match self.retry.name() {
+            Some(_) => self.retry,
+            None => self.retry.with_name(Arc::clone(&service)),
+        };
+        let retried = RetryLayer::new(retry).layer(selected);
         let total = TotalDeadline {
             inner: retried,
             total: self.total_timeout,
@@ -344,6 +348,8 @@ impl ServiceClientBuilder {
         Ok(ServiceClient {
             stack,
             shared: Arc::new(ClientShared {
+                #[cfg(feature = "metrics")]
+                metrics: forten_core::metrics::RequestMetrics::client(Arc::clone(&service)),
                 service,
                 select,
                 breakers,

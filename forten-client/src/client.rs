@@ -65,6 +65,9 @@ pub(crate) struct ClientShared {
     pub(crate) rate_limit: Option<GovernorBackend>,
     pub(crate) max_request_body: usize,
     pub(crate) default_headers: HeaderMap,
+    /// Call durations by method and status.
+    #[cfg(feature = "metrics")]
+    pub(crate) metrics: forten_core::metrics::RequestMetrics,
 }
 
 /// An HTTP client for one upstream service with the whole resilience stack;
@@ -389,6 +392,12 @@ impl Call {
         self,
         result: Result<Response<Bytes>, ClientError>,
     ) -> Result<Response<Bytes>, ClientError> {
+        #[cfg(feature = "metrics")]
+        self.shared.metrics.record(
+            forten_core::metrics::method_label(&self.method).into(),
+            result.as_ref().ok().map(Response::status),
+            self.started.elapsed(),
+        );
         let mut outcome = match &result {
             Ok(r) if r.status().is_server_error() => "upstream_error",
             Ok(_) => "ok",

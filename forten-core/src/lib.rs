@@ -10,6 +10,7 @@
 //! - [`error`]: one error model and its JSON:API mapping ([`Error`], [`error::ErrorResponseLayer`]);
 //! - [`idempotency`]: Idempotency-Key handling (server layer, client key layer, memory and Redis stores);
 //! - [`ratelimit`]: keyed GCRA rate limits with the ratelimit-headers draft fields, and bulkheads;
+//! - [`metrics`]: metric names and the server RED layer, through the `metrics` facade;
 //! - [`headers`] and [`time`]: the wire contracts' names and timestamp format.
 //!
 //! Every layer is a plain `tower::Layer`, so it wraps the services you already have.
@@ -23,6 +24,7 @@ pub mod deadline;
 pub mod error;
 pub mod headers;
 pub mod idempotency;
+pub mod metrics;
 mod random;
 pub mod ratelimit;
 pub mod retry;

@@ -24,6 +24,9 @@ pub(crate) struct Captured {
 /// being handled, if any, as the causation id.
 pub(crate) fn capture() -> Captured {
     let ctx = CorrelationContext::current().unwrap_or_else(CorrelationContext::new_root);
+    // Under forten-core's `opentelemetry` feature the event carries the
+    // publishing span's ids, so its handling joins the publisher's trace.
+    let ctx = ctx.from_current_span().unwrap_or(ctx);
     Captured {
         correlation_id: ctx.correlation_id().as_str().to_owned(),
         causation_id: HANDLING.try_with(Clone::clone).ok(),

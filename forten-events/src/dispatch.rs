@@ -11,6 +11,7 @@ use crate::context;
 use crate::envelope::decode_body;
 use crate::error::HandlerError;
 use crate::handler::{Delivery, Handler};
+use crate::metrics::{Handled, QueueMetrics};
 use crate::subscription::Subscription;
 
 /// A message as a backend received it.
@@ -72,12 +73,15 @@ pub(crate) struct Dispatcher {
     pub(crate) queue: Arc<str>,
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) dedup: Option<Dedup>,
+    metrics: QueueMetrics,
 }
 
 impl Dispatcher {
     pub(crate) fn new(sub: Subscription, handler: Arc<dyn Handler>) -> Self {
+        let queue = Arc::from(sub.queue.as_str());
         Dispatcher {
-            queue: Arc::from(sub.queue.as_str()),
+            metrics: QueueMetrics::new(&queue),
+            queue,
             dedup: sub.dedup.map(Dedup::new),
             sub,
             handler,
@@ -86,20 +90,25 @@ impl Dispatcher {
 
     /// Runs the handler for one message and says what to do with it.
     pub(crate) async fn dispatch(&self, msg: Inbound<'_>) -> Outcome {
+        let (outcome, handled) = self.decide(msg).await;
+        self.metrics.handled(handled);
+        outcome
+    }
+
+    async fn decide(&self, msg: Inbound<'_>) -> (Outcome, Handled) {
         let event = match decode_body(msg.body, msg.traceparent, msg.tracestate) {
             Ok(event) => event,
             Err(e) => {
                 tracing::warn!(queue = %self.queue, error = %e, "undecodable event dead-lettered");
-                return Outcome::DeadLetter {
-                    reason: format!("undecodable envelope: {e}"),
-                };
+                let reason = format!("undecodable envelope: {e}");
+                return (Outcome::DeadLetter { reason }, Handled::DeadLettered);
             }
         };
         if let Some(dedup) = &self.dedup
             && dedup.seen(&event.event_id)
         {
             tracing::debug!(event_id = %event.event_id, "duplicate skipped");
-            return Outcome::Ack;
+            return (Outcome::Ack, Handled::Duplicate);
         }
         let ctx = context::restore(
             &event.correlation_id,
@@ -114,6 +123,7 @@ impl Dispatcher {
             queue = %self.queue,
             attempt = msg.attempt,
         );
+        ctx.set_parent_of(&span);
         let event_id = event.event_id.clone();
         let delivery = Delivery {
             event,
@@ -129,14 +139,15 @@ impl Dispatcher {
                 if let Some(dedup) = &self.dedup {
                     dedup.remember(&event_id);
                 }
-                Outcome::Ack
+                (Outcome::Ack, Handled::Ok)
             }
             Err(HandlerError::Retry(e)) if msg.attempt <= self.sub.max_retries => {
                 tracing::debug!(%event_id, attempt = msg.attempt, error = %e, "handler failed; retrying");
-                Outcome::Retry {
+                let retry = Outcome::Retry {
                     delay: self.sub.retry_delay(msg.attempt),
                     next_attempt: msg.attempt + 1,
-                }
+                };
+                (retry, Handled::Retry)
             }
             Err(e) => {
                 tracing::warn!(%event_id, attempt = msg.attempt, error = %e, "event dead-lettered");
@@ -146,7 +157,7 @@ impl Dispatcher {
                     }
                     HandlerError::Permanent(e) => format!("permanent failure: {e}"),
                 };
-                Outcome::DeadLetter { reason }
+                (Outcome::DeadLetter { reason }, Handled::DeadLettered)
             }
         }
     }

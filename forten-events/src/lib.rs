@@ -44,6 +44,7 @@ mod envelope;
 mod error;
 mod handler;
 mod memory;
+mod metrics;
 #[cfg(feature = "rabbitmq")]
 mod rabbitmq;
 mod subscription;

@@ -295,7 +295,9 @@ impl Publisher for MemoryBus {
     }
 
     fn publish_encoded(&self, event: EncodedEvent) -> BoxFuture<'_, Result<(), Error>> {
+        let event_type = event.event_type.clone();
         let r = self.publish_now(event);
+        crate::metrics::published(&event_type, &r);
         Box::pin(async move { r })
     }
 

@@ -9,9 +9,10 @@ use forten_benches::{bench_counted, call_ready};
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
+use forten_core::metrics::ServerMetricsLayer;
 use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
 use super::baseline;
 
@@ -34,5 +35,14 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         .service(baseline());
     bench_counted(g, "full_stack", || {
         call_ready(&mut svc, Request::new(())).ok()
+    });
+
+    // The server RED layer alone (a counter and a histogram per request,
+    // route labelled by a function), then in front of the full stack.
+    let mut red = ServerMetricsLayer::new()
+        .route(|_| Some("/bench".into()))
+        .layer(baseline());
+    bench_counted(g, "server_metrics", || {
+        call_ready(&mut red, Request::new(())).ok()
     });
 }

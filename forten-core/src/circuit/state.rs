@@ -16,6 +16,7 @@ use std::time::Duration;
 use super::config::CircuitBreakerConfig;
 use super::events::{CircuitEvent, Emitter};
 use super::window::{Outcome, Padded, Window};
+use crate::metrics::emit::BreakerHandles;
 
 /// Nanoseconds since the breaker was created.
 pub(crate) trait Clock {
@@ -49,7 +50,7 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
-    fn code(self) -> u64 {
+    pub(crate) fn code(self) -> u64 {
         match self {
             CircuitState::Closed => 0,
             CircuitState::Open => 1,
@@ -158,6 +159,7 @@ pub(crate) struct Core {
     failure_ppm: u64,
     slow_ppm: u64,
     emitter: Emitter,
+    metrics: BreakerHandles,
 }
 
 fn ppm(rate: f64) -> u64 {
@@ -181,6 +183,7 @@ impl Core {
             machine: Mutex::new(Machine::default()),
             failure_ppm: ppm(config.failure_rate_threshold),
             slow_ppm: ppm(config.slow_call_rate_threshold),
+            metrics: BreakerHandles::new(&config.name),
             config,
             emitter,
         }
@@ -266,6 +269,7 @@ impl Core {
 
     fn reject(&self, state: CircuitState, retry_after: Duration) -> Rejection {
         self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.metrics.rejected();
         if self.emitter.has_subscribers() {
             self.emitter.emit(CircuitEvent::Rejected {
                 name: self.config.name.clone(),
@@ -413,6 +417,7 @@ impl Core {
             ),
             _ => tracing::info!(circuit = %name, %from, %to, "circuit breaker changed state"),
         }
+        self.metrics.transition(name, from, to);
         // Emitted under the lock, so subscribers see transitions in order.
         self.emitter.emit(CircuitEvent::Transition {
             name: name.clone(),

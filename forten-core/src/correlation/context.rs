@@ -150,6 +150,41 @@ impl CorrelationContext {
         }
     }
 
+    /// The context one outbound hop carries: with the `opentelemetry`
+    /// feature and the current `tracing` span recorded by
+    /// `tracing-opentelemetry`, that span's trace id and span id (so the
+    /// parent-id a peer receives is a reported span; the sampled flag is
+    /// OpenTelemetry's); otherwise [`child`](Self::child).
+    pub fn hop(&self) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        if let Some(hop) = super::otel::current_span_hop(self) {
+            return hop;
+        }
+        self.child()
+    }
+
+    /// This context as the current `tracing` span's OpenTelemetry context
+    /// sees it, if the `opentelemetry` feature is on and a
+    /// `tracing-opentelemetry` layer records the span: the same as
+    /// [`hop`](Self::hop) without the fallback. Always `None` without the feature.
+    pub fn from_current_span(&self) -> Option<Self> {
+        #[cfg(feature = "opentelemetry")]
+        return super::otel::current_span_hop(self);
+        #[cfg(not(feature = "opentelemetry"))]
+        None
+    }
+
+    /// Makes this context's traceparent the remote parent of `span` (call it
+    /// before the span is first entered), so the span joins the caller's
+    /// trace. With the `opentelemetry` feature and a `tracing-opentelemetry`
+    /// layer; otherwise it does nothing.
+    pub fn set_parent_of(&self, span: &tracing::Span) {
+        #[cfg(feature = "opentelemetry")]
+        super::otel::set_parent(self, span);
+        #[cfg(not(feature = "opentelemetry"))]
+        let _ = span;
+    }
+
     /// Writes `x-correlation-id`, `traceparent` and `tracestate` (removing a
     /// stale one) into `headers`, replacing what was there.
     pub fn inject(&self, headers: &mut HeaderMap) {

@@ -107,6 +107,7 @@ where
             correlation_id = %ctx.correlation_id(),
             trace_id = %ctx.trace_parent().trace_id(),
         );
+        ctx.set_parent_of(&span);
         if self.extension {
             req.extensions_mut().insert(ctx.clone());
         }

@@ -10,7 +10,8 @@ use super::CorrelationContext;
 
 /// Client-side propagation: writes the current [`CorrelationContext`] into
 /// every outbound request, with the same correlation id, trace id, flags and
-/// tracestate and a fresh parent-id for this hop.
+/// tracestate and a fresh parent-id for this hop ([`CorrelationContext::hop`]:
+/// the current span's id under the `opentelemetry` feature).
 ///
 /// The context is taken from the request's extensions when one was put there
 /// explicitly, else from [`CorrelationContext::current`]; a request made
@@ -70,9 +71,15 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let hop = match req.extensions().get::<CorrelationContext>() {
-            Some(ctx) => ctx.child(),
-            None => CorrelationContext::current()
-                .map_or_else(CorrelationContext::new_root, |ctx| ctx.child()),
+            Some(ctx) => ctx.hop(),
+            None => {
+                if let Some(ctx) = CorrelationContext::current() {
+                    ctx.hop()
+                } else {
+                    let root = CorrelationContext::new_root();
+                    root.from_current_span().unwrap_or(root)
+                }
+            }
         };
         hop.inject(req.headers_mut());
         self.inner.call(req)

@@ -302,6 +302,7 @@ impl<St: IdempotencyStore> Drop for ReleaseGuard<'_, St> {
 }
 
 fn replay(stored: StoredResponse) -> Response<Full<Bytes>> {
+    crate::metrics::emit::idempotency_replayed();
     let mut response = Response::new(Full::new(stored.body));
     *response.status_mut() = stored.status;
     *response.headers_mut() = stored.headers;

@@ -51,6 +51,10 @@ impl RateLimitPolicy {
         &self.name
     }
 
+    pub(crate) fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// Requests per window (and the largest burst).
     pub fn quota(&self) -> u32 {
         self.quota

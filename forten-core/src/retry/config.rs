@@ -1,5 +1,6 @@
 //! [`RetryConfig`]: backoff, budget and attempt bound of a retry layer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
@@ -34,6 +35,9 @@ pub struct RetryConfig {
     pub(super) budget: Option<RetryBudget>,
     pub(super) seed: Option<u64>,
     pub(super) max_retry_after: Option<Duration>,
+    /// The `service` label of its metrics; `None` is `default` (and keeps a
+    /// first-attempt success off any reference count).
+    pub(super) name: Option<Arc<str>>,
 }
 
 impl Default for RetryConfig {
@@ -43,6 +47,7 @@ impl Default for RetryConfig {
             budget: Some(RetryBudget::new()),
             seed: None,
             max_retry_after: None,
+            name: None,
         }
     }
 }
@@ -70,6 +75,18 @@ impl RetryConfig {
     pub fn max_retry_after(&self) -> Duration {
         self.max_retry_after
             .unwrap_or_else(|| self.backoff.max_delay())
+    }
+
+    /// The name its metrics carry as `service` (`default` when unset).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The same config named `name` in its metrics (for a config built
+    /// elsewhere; see [`RetryConfigBuilder::name`]).
+    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// Most attempts per request, the first included.
@@ -117,6 +134,13 @@ impl RetryConfigBuilder {
     /// the deadline still applies.
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
         self.config.max_retry_after = Some(cap);
+        self
+    }
+
+    /// Names the layer in its metrics (`forten_retry_attempts_total{service}`):
+    /// usually the upstream service. Unnamed layers are labelled `default`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = Some(name.into());
         self
     }
 

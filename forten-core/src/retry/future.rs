@@ -13,6 +13,7 @@ use super::{Action, Policy, Shared};
 use crate::BoxError;
 use crate::backoff::Delays;
 use crate::deadline::Deadline;
+use crate::metrics::emit;
 
 pin_project! {
     /// The future of [`Retry`](super::Retry). While the first attempt is in
@@ -93,6 +94,22 @@ enum GiveUp {
     Attempts,
     Deadline,
     Budget,
+}
+
+impl GiveUp {
+    /// Counts the last retryable attempt by why it was the last.
+    #[cold]
+    fn emit(self, service: Option<&std::sync::Arc<str>>) {
+        let outcome = match self {
+            GiveUp::Attempts => "attempts_exhausted",
+            GiveUp::Deadline => "deadline",
+            GiveUp::Budget => {
+                emit::retry_budget_exhausted(service);
+                "budget_exhausted"
+            }
+        };
+        emit::retry_attempt(service, outcome);
+    }
 }
 
 /// The earliest of the request's own deadline and the task's. Kept in one
@@ -184,6 +201,7 @@ where
                     }
                     match retry.next_delay(action) {
                         Ok(delay) => {
+                            emit::retry_attempt(retry.shared.config.name.as_ref(), "retried");
                             tracing::debug!(
                                 attempt = retry.attempts,
                                 delay_ms = delay.as_millis() as u64,
@@ -196,6 +214,7 @@ where
                             this.state.set(State::Backoff);
                         }
                         Err(why) => {
+                            why.emit(retry.shared.config.name.as_ref());
                             tracing::debug!(
                                 attempts = retry.attempts,
                                 reason = ?why,
@@ -225,6 +244,7 @@ where
                         .is_some_and(Deadline::is_expired)
                     {
                         tracing::debug!(attempts = retry.attempts, "deadline passed: not retrying");
+                        GiveUp::Deadline.emit(retry.shared.config.name.as_ref());
                         let timeout = crate::Error::Timeout { after: None };
                         return Poll::Ready(Err(retry.exhausted(Box::new(timeout))));
                     }

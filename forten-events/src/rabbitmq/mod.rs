@@ -538,7 +538,8 @@ impl Publisher for RabbitMqBus {
                 return Err(Error::Closed);
             }
             let props = mapping::properties(&event);
-            self.inner
+            let result = self
+                .inner
                 .publish_raw(
                     &self.inner.cfg.exchange,
                     &event.event_type,
@@ -546,7 +547,9 @@ impl Publisher for RabbitMqBus {
                     props,
                     &event.event_id,
                 )
-                .await
+                .await;
+            crate::metrics::published(&event.event_type, &result);
+            result
         })
     }
 

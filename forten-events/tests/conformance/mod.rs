@@ -683,6 +683,94 @@ pub async fn c14_dedup_skips_duplicates<F: Fixture>(fx: &F) {
     fx.close(&bus).await;
 }
 
+/// The process-wide Prometheus recorder of this test binary: tests run in
+/// parallel on many threads, so they share it and tell their series apart by
+/// their own queue and event-type labels.
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap()
+    })
+}
+
+/// The value of the series `name` with exactly these labels (in any order)
+/// in Prometheus text; 0 when absent.
+fn series(name: &str, labels: &[(&str, &str)]) -> u64 {
+    let text = prometheus().render();
+    let mut want: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    want.sort();
+    text.lines()
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{')?;
+            let mut got: Vec<String> = rest
+                .strip_suffix('}')?
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            got.sort();
+            (metric == name && got == want).then(|| value.parse::<f64>().ok())?
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// Issue 11: publishes by type and outcome, deliveries by queue and outcome,
+/// dead letters by queue.
+pub async fn c15_metrics_count_publishes_handling_and_dead_letters<F: Fixture>(fx: &F) {
+    use forten_core::metrics::{EVENTS_DEAD_LETTERED, EVENTS_HANDLED, EVENTS_PUBLISHED};
+    prometheus(); // before the bus and subscription resolve their handles
+    let bus = fx.bus().await;
+    let sub = build(fx, fx.sub("c15").bind("c15.*").max_retries(0));
+    let queue = sub.queue().to_owned();
+    let seen = Seen::default();
+    let s2 = seen.clone();
+    let h = bus
+        .subscribe(
+            sub,
+            Arc::new(move |d: Delivery| {
+                let fail = d.event.event_type == "c15.bad";
+                s2.record(&d);
+                async move {
+                    if fail {
+                        Err(HandlerError::permanent("bad"))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    for n in 0..3 {
+        bus.publish(&event("c15.good", n)).await.unwrap();
+    }
+    bus.publish(&event("c15.bad", 0)).await.unwrap();
+    bus.publish(&event("c15-nobody", 0)).await.unwrap_err();
+    seen.wait_for(4).await;
+    dead_letters(&bus, &queue, 1).await;
+
+    let published = |t, o| series(EVENTS_PUBLISHED, &[("event_type", t), ("outcome", o)]);
+    assert_eq!(published("c15.good", "ok"), 3);
+    assert_eq!(published("c15.bad", "ok"), 1);
+    assert_eq!(published("c15-nobody", "unroutable"), 1);
+    let handled = |o| series(EVENTS_HANDLED, &[("queue", &queue), ("outcome", o)]);
+    // the handler ran before the outcome was counted: wait for the count
+    let deadline = Instant::now() + LIMIT;
+    while handled("ok") < 3 || handled("dead_lettered") < 1 {
+        assert!(Instant::now() < deadline, "handled counts stayed short");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(handled("ok"), 3);
+    assert_eq!(handled("dead_lettered"), 1);
+    assert_eq!(handled("retry"), 0);
+    assert_eq!(series(EVENTS_DEAD_LETTERED, &[("queue", &queue)]), 1);
+    h.close().await;
+    fx.close(&bus).await;
+}
+
 /// Every behaviour, by name, for the backends' test files.
 #[macro_export]
 macro_rules! conformance_names {
@@ -701,7 +789,8 @@ macro_rules! conformance_names {
             c11_correlation_reaches_the_handler,
             c12_graceful_shutdown_hands_over,
             c13_unroutable_is_an_error,
-            c14_dedup_skips_duplicates
+            c14_dedup_skips_duplicates,
+            c15_metrics_count_publishes_handling_and_dead_letters
         );
     };
 }
