@@ -76,7 +76,7 @@ pub async fn publish<T: Serialize + Sync>(
     let event = Event::new(event_type, data).with_aggregate(id, kind);
     match bus.publisher().publish(&event).await {
         Ok(()) => {
-            tracing::info!(event_type, event_id = %event.event_id, aggregate_id = id, "published")
+            tracing::info!(event_type, event_id = %event.event_id, aggregate_id = id, "published");
         }
         Err(e) => tracing::warn!(event_type, aggregate_id = id, error = %e, "event not published"),
     }

@@ -222,7 +222,7 @@ async fn register(registry: AnyRegistry, name: &'static str, addr: SocketAddr) -
     match registry.register(instance.clone()).await {
         Ok(r) => return Reg::Ready(r),
         Err(e) => {
-            tracing::warn!(service = name, error = %e, "registration failed; retrying in the background")
+            tracing::warn!(service = name, error = %e, "registration failed; retrying in the background");
         }
     }
     Reg::Pending(tokio::spawn(async move {
