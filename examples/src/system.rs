@@ -301,6 +301,20 @@ impl Inner {
     }
 }
 
+impl Inner {
+    async fn kill(&self, service: Service) -> Result<(), SystemError> {
+        let taken = self.running.lock().await.remove(&service);
+        taken.ok_or(SystemError::NotRunning(service))?.kill().await;
+        Ok(())
+    }
+
+    async fn check_gateway_health(&self) {
+        if let Some(gateway) = self.running.lock().await.get(&Service::Gateway) {
+            gateway.check_health().await;
+        }
+    }
+}
+
 /// The demo controls: idempotent stop / start of the three services.
 struct Control(Weak<Inner>);
 
@@ -385,6 +399,7 @@ impl RunningSystem {
                 return Err(e);
             }
         }
+        system.inner.check_gateway_health().await;
         Ok(system)
     }
 
@@ -415,9 +430,20 @@ impl RunningSystem {
         self.inner.stop(service).await
     }
 
+    /// Simulates a crash of `service`: its listener and connections drop at
+    /// once, in-flight requests are lost, and it does not deregister (the
+    /// registry's health checks drop it after a few failed checks). Calls
+    /// meanwhile fail and open the instance's circuit in the gateway.
+    /// [`restart_service`](Self::restart_service) brings it back.
+    pub async fn kill_service(&mut self, service: Service) -> Result<(), SystemError> {
+        self.inner.kill(service).await
+    }
+
     /// Starts `service` again, on the port it had.
     pub async fn restart_service(&mut self, service: Service) -> Result<(), SystemError> {
-        self.inner.start(service).await
+        self.inner.start(service).await?;
+        self.inner.check_gateway_health().await;
+        Ok(())
     }
 
     async fn stop_all(&self) -> Result<(), SystemError> {

@@ -63,8 +63,12 @@ async fn the_dashboard_degrades_when_a_service_is_down() {
             .await
             .expect("restarts on the same port");
     }
-    let back = gw.get("/api/v1/dashboard", Some(&t)).await;
-    assert_eq!(back.json["meta"]["degraded"], json!([]), "{}", back.json);
+    // the service breakers opened meanwhile: back once each has probed
+    let back = eventually(Duration::from_secs(15), "a full dashboard", || async {
+        let r = gw.get("/api/v1/dashboard", Some(&t)).await;
+        (r.json["meta"]["degraded"] == json!([])).then_some(r)
+    })
+    .await;
     assert_eq!(
         back.json["data"]["events"][0]["title"], "Dash",
         "the data outlived the restart"
@@ -263,5 +267,83 @@ async fn demo_controls_stop_and_start_a_service() {
     gw.post("/demo/services/events/explode", None, json!({}))
         .await
         .assert_error(404, "NOT_FOUND");
+    system.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test]
+async fn a_crashed_service_opens_its_circuit_and_recovers_after_restart() {
+    let mut system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+    let (_, t) = user(&gw, "cal", "acme", "member").await;
+    assert_eq!(gw.get("/api/v1/events", Some(&t)).await.status, 200);
+    system.kill_service(Service::Events).await.expect("killed");
+    // still registered: the calls reach the dead instance, fail, and open its breaker
+    let open = eventually(WAIT, "CIRCUIT_OPEN", || async {
+        let r = gw.get("/api/v1/events", Some(&t)).await;
+        assert!(
+            matches!(r.status.as_u16(), 502..=504),
+            "never a 500: {}",
+            r.json
+        );
+        (r.code() == "CIRCUIT_OPEN").then_some(r)
+    })
+    .await;
+    open.assert_error(503, "CIRCUIT_OPEN");
+    assert!(!open.header("retry-after").is_empty());
+    // the dashboard degrades instead
+    let d = gw.get("/api/v1/dashboard", Some(&t)).await;
+    assert_eq!(d.json["meta"]["degraded"], json!(["events"]));
+    system
+        .restart_service(Service::Events)
+        .await
+        .expect("restarts");
+    eventually(WAIT, "events back", || async {
+        (gw.get("/api/v1/events", Some(&t)).await.status == 200).then_some(())
+    })
+    .await;
+    system.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test]
+async fn a_stopped_service_opens_the_service_breaker_then_recovers() {
+    let mut system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+    let (_, t) = user(&gw, "sol", "acme", "member").await;
+    system.stop_service(Service::Events).await.expect("stops");
+    // no instance registered: UPSTREAM_UNAVAILABLE, until the service breaker opens
+    let first = gw.get("/api/v1/events", Some(&t)).await;
+    first.assert_error(503, "UPSTREAM_UNAVAILABLE");
+    let open = eventually(WAIT, "CIRCUIT_OPEN", || async {
+        let r = gw.get("/api/v1/events", Some(&t)).await;
+        assert!(
+            matches!(r.status.as_u16(), 502..=504),
+            "never a 500: {}",
+            r.json
+        );
+        (r.code() == "CIRCUIT_OPEN").then_some(r)
+    })
+    .await;
+    open.assert_error(503, "CIRCUIT_OPEN");
+    assert!(
+        open.header("retry-after")
+            .parse::<u64>()
+            .is_ok_and(|s| s >= 1)
+    );
+    // the other services are unaffected
+    assert_eq!(gw.get("/api/v1/auth/me", Some(&t)).await.status, 200);
+    system
+        .restart_service(Service::Events)
+        .await
+        .expect("restarts");
+    eventually(
+        Duration::from_secs(15),
+        "events back once the breaker probes",
+        || async { (gw.get("/api/v1/events", Some(&t)).await.status == 200).then_some(()) },
+    )
+    .await;
     system.shutdown().await.expect("graceful shutdown");
 }

@@ -53,12 +53,25 @@ async fn domain_events_become_notifications() {
             .is_some_and(|s| s.contains("nia"))
     );
 
+    let auth = format!("Bearer {m}");
     let created = gw
-        .post("/api/v1/events", Some(&m), json!({"title": "Hackathon"}))
+        .send(
+            Method::POST,
+            "/api/v1/events",
+            &[
+                ("authorization", &auth),
+                ("x-correlation-id", "corr-hackathon"),
+            ],
+            Some(br#"{"title":"Hackathon"}"#),
+        )
         .await;
     let event_id = created.json["data"]["id"].as_str().expect("id").to_owned();
     let n = wait_for(&gw, &m, "event.created").await;
     assert_eq!(n["subjectId"], event_id.as_str());
+    assert_eq!(
+        n["correlationId"], "corr-hackathon",
+        "the envelope carried the request's id"
+    );
 
     gw.post(
         &format!("/api/v1/events/{event_id}/submit"),

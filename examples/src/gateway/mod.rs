@@ -13,7 +13,8 @@
 //! (`/registry`, forten-discovery's [`RegistryServer`], health-checking every
 //! instance's `/health/ready`), one circuit breaker per instance, safe
 //! retries with a budget, the gateway's service token in `Authorization` and
-//! the user's token in `x-user-token` (see [`crate::runtime::auth`]).
+//! the user's token in `x-user-token` (see [`crate::runtime::auth`]); in
+//! front of the client, one breaker for the service as a whole ([`Upstream`]).
 //!
 //! `/health` aggregates the services' readiness: one informational check per
 //! service (`<service>:ready`), passing while the registry holds a healthy
@@ -36,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use bytes::Bytes;
 use forten_client::ServiceClient;
-use forten_core::circuit::CircuitBreaker;
+use forten_core::circuit::{CircuitBreaker, CircuitBreakerBuilder};
 use forten_core::error::ErrorResponseLayer;
 use forten_core::idempotency::{ClientIdentity, IdempotencyLayer, MemoryStore};
 use forten_core::ratelimit::{GovernorBackend, KeyExtractor, RateLimitLayer, RateLimitPolicy};
@@ -47,7 +48,7 @@ use http::Request;
 use http_body_util::{Either, Full};
 use tower::ServiceBuilder;
 
-pub use proxy::{Upstreams, forward, upstream_failure};
+pub use proxy::{Failure, Upstream, Upstreams, forward, upstream_failure};
 
 use crate::runtime::input::ApiError;
 use crate::runtime::names::{AUTH, EVENTS, GATEWAY, NOTIFICATIONS};
@@ -101,27 +102,37 @@ pub fn rate_limit_policy(per_second: u32, burst: u32) -> Result<RateLimitPolicy,
         .map_err(|e| SystemError::Config(format!("rate limit: {e}")))
 }
 
-fn client(
-    ctx: &ServiceContext,
-    cfg: &GatewayConfig,
-    discovery: &DiscoveryClient,
-    service: &str,
-) -> Result<ServiceClient, SystemError> {
-    let breaker = CircuitBreaker::builder(service)
+/// The breakers' settings: a window of the last 20 calls, acting from 5,
+/// opening at half of them failing, open for 5 s.
+fn breaker(name: &str) -> CircuitBreakerBuilder {
+    CircuitBreaker::builder(name)
         .count_window(20)
         .minimum_calls(5)
         .failure_rate_threshold(0.5)
         .wait_duration(Duration::from_secs(5))
-        .config()
-        .map_err(|e| SystemError::Config(format!("circuit breaker: {e}")))?;
-    Ok(ServiceClient::builder(service)
+}
+
+fn upstream(
+    ctx: &ServiceContext,
+    cfg: &GatewayConfig,
+    discovery: &DiscoveryClient,
+    service: &str,
+) -> Result<Upstream, SystemError> {
+    let config_error =
+        |e: forten_core::circuit::ConfigError| SystemError::Config(format!("circuit breaker: {e}"));
+    let per_instance = breaker(service).config().map_err(config_error)?;
+    let client = ServiceClient::builder(service)
         .discovery(discovery.clone())
         .service_auth(ctx.keys.service_auth(GATEWAY)?)
         .timeout(cfg.upstream_timeout)
         .total_timeout(cfg.upstream_total_timeout)
         .retry(RetryConfig::default())
-        .circuit_breaker(breaker)
-        .build()?)
+        .circuit_breaker(per_instance)
+        .build()?;
+    Ok(Upstream {
+        client,
+        breaker: breaker(service).build().map_err(config_error)?,
+    })
 }
 
 /// The rate-limit key: the user (`sub`) when authenticated, else the client IP.
@@ -141,9 +152,9 @@ fn user_or_ip() -> KeyExtractor {
 pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, SystemError> {
     let discovery = DiscoveryClient::new(cfg.registry.clone());
     let upstreams = Upstreams {
-        auth: client(ctx, cfg, &discovery, AUTH)?,
-        events: client(ctx, cfg, &discovery, EVENTS)?,
-        notifications: client(ctx, cfg, &discovery, NOTIFICATIONS)?,
+        auth: upstream(ctx, cfg, &discovery, AUTH)?,
+        events: upstream(ctx, cfg, &discovery, EVENTS)?,
+        notifications: upstream(ctx, cfg, &discovery, NOTIFICATIONS)?,
         dashboard_part_timeout: cfg.upstream_timeout.min(Duration::from_secs(2)),
     };
     let mut monitor = ctx.monitor(GATEWAY, None);

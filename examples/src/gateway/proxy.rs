@@ -7,23 +7,85 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use forten_client::{ClientError, ServiceClient};
+use forten_client::{ClientError, RequestBuilder, ServiceClient};
+use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationContext;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
+use tower::{Layer, ServiceExt};
 
 use crate::runtime::USER_TOKEN_HEADER;
 use crate::runtime::input::{ApiError, MAX_BODY_BYTES};
 
-/// The clients of the three services.
+/// One service as the gateway calls it: forten-client's [`ServiceClient`]
+/// (discovery, retries, a breaker per instance) behind a breaker for the
+/// service as a whole. The per-instance breakers route around a bad
+/// instance; the service breaker opens when calls to the service keep
+/// failing whatever the instance, including when no instance is registered
+/// (a stopped service), so callers get a fast 503 CIRCUIT_OPEN with
+/// Retry-After instead of waiting on retries.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// The client.
+    pub client: ServiceClient,
+    /// The service-wide breaker.
+    pub breaker: CircuitBreaker,
+}
+
+/// Why a call through an [`Upstream`] failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The client failed (its error says how).
+    Client(ClientError),
+    /// The service breaker refused the call (or another error of the stack).
+    Breaker(forten_core::BoxError),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Client(e) => e.fmt(f),
+            Failure::Breaker(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Client(e) => upstream_failure(&e),
+            Failure::Breaker(e) => {
+                let rid = request_id();
+                forten_core::Error::render(e.as_ref(), rid.as_deref()).into_response()
+            }
+        }
+    }
+}
+
+impl Upstream {
+    /// Sends `call` through the service breaker and the client's stack; any
+    /// status is a response.
+    pub async fn send(&self, call: RequestBuilder) -> Result<http::Response<Bytes>, Failure> {
+        let (client, req) = call.build().map_err(Failure::Client)?;
+        match self.breaker.layer().layer(client).oneshot(req).await {
+            Ok(response) => Ok(response),
+            Err(e) => match e.downcast::<ClientError>() {
+                Ok(client_error) => Err(Failure::Client(*client_error)),
+                Err(other) => Err(Failure::Breaker(other)),
+            },
+        }
+    }
+}
+
+/// The three services.
 #[derive(Clone, Debug)]
 pub struct Upstreams {
     /// auth-service.
-    pub auth: ServiceClient,
+    pub auth: Upstream,
     /// events-service.
-    pub events: ServiceClient,
+    pub events: Upstream,
     /// notification-service.
-    pub notifications: ServiceClient,
+    pub notifications: Upstream,
     /// How long one dashboard part may take.
     pub dashboard_part_timeout: Duration,
 }
@@ -66,13 +128,13 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Forwards `method path` with `body` to `client`; passes the answer back
 /// (status, content type, body, Retry-After, Location).
 pub async fn forward(
-    client: &ServiceClient,
+    up: &Upstream,
     method: Method,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut call = client.request(method, path_and_query);
+    let mut call = up.client.request(method, path_and_query);
     if let Some(token) = bearer(headers) {
         call = call.header(USER_TOKEN_HEADER, token);
     }
@@ -81,7 +143,7 @@ pub async fn forward(
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
     }
-    match call.send().await {
+    match up.send(call).await {
         Ok(upstream) => {
             let (parts, body) = upstream.into_parts();
             let mut response = Response::new(Body::from(body));
@@ -93,7 +155,7 @@ pub async fn forward(
             }
             response
         }
-        Err(e) => upstream_failure(&e),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -115,14 +177,14 @@ async fn body_of(req: Request) -> Result<(Method, String, HeaderMap, Bytes), Api
 }
 
 /// Proxies `/api/v1/<prefix>...` to `client` as `<to>...`.
-async fn proxy(client: &ServiceClient, from: &str, to: &str, req: Request) -> Response {
+async fn proxy(up: &Upstream, from: &str, to: &str, req: Request) -> Response {
     let (method, pq, headers, body) = match body_of(req).await {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
     let rest = pq.strip_prefix(from).unwrap_or("");
     let target = format!("{to}{rest}");
-    forward(client, method, &target, &headers, body).await
+    forward(up, method, &target, &headers, body).await
 }
 
 /// `POST /api/v1/auth/signup` -> auth-service `POST /users`.
@@ -157,20 +219,24 @@ pub(super) async fn notifications(State(up): State<Upstreams>, req: Request) -> 
 }
 
 /// One dashboard part: its `data`, or why it is missing.
-async fn part(
-    up: &Upstreams,
-    client: &ServiceClient,
-    path: &str,
-    token: Option<&str>,
-) -> Option<Value> {
-    let mut call = client.get(path).timeout(up.dashboard_part_timeout);
+async fn part(ups: &Upstreams, up: &Upstream, path: &str, token: Option<&str>) -> Option<Value> {
+    let mut call = up.client.get(path).timeout(ups.dashboard_part_timeout);
     if let Some(t) = token {
         call = call.header(USER_TOKEN_HEADER, t);
     }
-    match call.send_json::<Value>().await {
+    let service = up.client.service();
+    let answer = match up.send(call).await {
+        Ok(response) => up.client.check_status(response).map_err(Failure::Client),
+        Err(e) => Err(e),
+    };
+    let parsed = answer.and_then(|r| {
+        serde_json::from_slice::<Value>(r.body())
+            .map_err(|e| Failure::Breaker(format!("{service} answered invalid JSON: {e}").into()))
+    });
+    match parsed {
         Ok(mut v) => Some(v["data"].take()),
         Err(e) => {
-            tracing::warn!(service = client.service(), path, error = %e, "dashboard part missing");
+            tracing::warn!(service, path, error = %e, "dashboard part missing");
             None
         }
     }

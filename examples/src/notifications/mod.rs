@@ -142,6 +142,7 @@ pub fn handle(repo: &dyn NotificationRepository, d: &Delivery) -> Result<(), Han
             message,
             read: false,
             created_at: forten_core::time::now_rfc3339(),
+            correlation_id: d.event.correlation_id.clone(),
             source_event_id: d.event.event_id.clone(),
         });
         tracing::info!(event_type, user_id, added, "notification");

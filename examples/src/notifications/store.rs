@@ -23,6 +23,8 @@ pub struct Notification {
     pub read: bool,
     /// RFC 3339.
     pub created_at: String,
+    /// The correlation id of the request that caused the domain event (from its envelope).
+    pub correlation_id: String,
     /// The domain event's id (a redelivered event adds nothing).
     #[serde(skip)]
     pub source_event_id: String,

@@ -5,6 +5,7 @@
 //! handling that answers JSON:API documents, never a 500 ([`JsonObject`],
 //! [`ApiError`]).
 
+mod accept;
 pub mod auth;
 pub mod bus;
 pub mod context;

@@ -16,10 +16,10 @@ use forten_events::SubscriptionHandle;
 use forten_health::HealthMonitor;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tracing::Instrument;
 
+use super::accept::{Stops, serve};
 use super::auth::Keys;
 use super::bus::Bus;
 use super::input::{MAX_BODY_BYTES, no_route, wrong_method};
@@ -94,8 +94,8 @@ pub struct RunningService {
     monitor: HealthMonitor,
     monitor_task: JoinHandle<()>,
     registration: Option<Reg>,
-    shutdown: CancellationToken,
-    server: JoinHandle<std::io::Result<()>>,
+    stops: Stops,
+    server: JoinHandle<()>,
     bus: Option<Bus>,
     subscriptions: Vec<SubscriptionHandle>,
 }
@@ -111,21 +111,9 @@ impl RunningService {
             .start()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         launch.monitor.run_checks_once().await;
-        let shutdown = CancellationToken::new();
-        let app = launch
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let stop = shutdown.clone();
+        let stops = Stops::default();
         let name = launch.name;
-        let server = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
-            if let Err(e) = &served {
-                tracing::error!(service = name, error = %e, "server failed");
-            }
-            served
-        });
+        let server = tokio::spawn(serve(listener, launch.router, stops.clone()));
         let registration = match launch.registry {
             Some(registry) => Some(register(registry, name, addr).await),
             None => None,
@@ -137,7 +125,7 @@ impl RunningService {
             monitor: launch.monitor,
             monitor_task,
             registration,
-            shutdown,
+            stops,
             server,
             bus: launch.bus,
             subscriptions: launch.subscriptions,
@@ -179,11 +167,10 @@ impl RunningService {
         {
             tracing::warn!(service = self.name, error = %e, "deregistration failed; the lease will lapse");
         }
-        self.shutdown.cancel();
-        let served = match (&mut self.server).await {
-            Ok(r) => r,
-            Err(e) => Err(std::io::Error::other(e.to_string())),
-        };
+        self.stops.graceful.cancel();
+        let served = (&mut self.server)
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()));
         for sub in self.subscriptions.drain(..) {
             sub.close().await;
         }
@@ -193,6 +180,36 @@ impl RunningService {
         self.monitor_task.abort();
         tracing::info!(service = self.name, "stopped");
         served
+    }
+}
+
+impl RunningService {
+    /// Simulates a crash: the listener and every connection are dropped at
+    /// once, in-flight requests are lost, readiness never fails and the
+    /// instance does not deregister (its lease stays until the registry's
+    /// health checks or its TTL drop it). Subscriptions stop consuming; the
+    /// deliveries they had not settled go back to the queue.
+    pub async fn kill(mut self) {
+        self.stops.kill.cancel();
+        let _ = (&mut self.server).await;
+        match self.registration.take() {
+            Some(Reg::Ready(r)) => r.abandon(),
+            Some(Reg::Pending(task)) => task.abort(),
+            None => {}
+        }
+        for sub in self.subscriptions.drain(..) {
+            sub.close().await;
+        }
+        if let Some(bus) = self.bus.take() {
+            bus.close().await;
+        }
+        self.monitor_task.abort();
+        tracing::warn!(service = self.name, "killed");
+    }
+
+    /// Runs the health checks now (the gateway's, once every service has registered).
+    pub async fn check_health(&self) {
+        self.monitor.run_checks_once().await;
     }
 }
 
