@@ -74,7 +74,12 @@ pub async fn launch(
             sub,
             Arc::new(move |d: Delivery| {
                 let repo = Arc::clone(&consumer);
-                async move { handle(repo.as_ref(), &d) }
+                async move {
+                    // inside forten-events' span (event, correlation_id): name the service too
+                    let _service =
+                        tracing::info_span!("consumer", service = NOTIFICATIONS).entered();
+                    handle(repo.as_ref(), &d)
+                }
             }),
         )
         .await?;
