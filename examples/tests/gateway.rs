@@ -221,6 +221,31 @@ async fn services_accept_only_the_gateways_service_token() {
         )
         .await;
     bad.assert_error(400, "VALIDATION_ERROR");
+    // a retried POST (same Idempotency-Key, as forten-client sends it) creates one event
+    let headers = [
+        ("authorization", gateway_token),
+        (USER_TOKEN_HEADER, t.as_str()),
+        ("idempotency-key", "retry-1"),
+    ];
+    let first = events
+        .send(
+            Method::POST,
+            "/events",
+            &headers,
+            Some(br#"{"title":"Once"}"#),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.json);
+    let retry = events
+        .send(
+            Method::POST,
+            "/events",
+            &headers,
+            Some(br#"{"title":"Once"}"#),
+        )
+        .await;
+    assert_eq!(retry.header("idempotent-replayed"), "true");
+    assert_eq!(retry.json, first.json);
     // health needs no token
     assert_eq!(events.get("/health/ready", None).await.status, 200);
     // demo controls exist only in forten-demo's all-in-one mode
