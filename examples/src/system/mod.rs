@@ -150,6 +150,8 @@ struct Inner {
     gateway: GatewayConfig,
     stores: Stores,
     addrs: std::sync::Mutex<HashMap<Service, SocketAddr>>,
+    /// The services running now (readable without waiting for a start or stop).
+    live: std::sync::Mutex<std::collections::HashSet<Service>>,
     ports: HashMap<Service, u16>,
     running: tokio::sync::Mutex<HashMap<Service, RunningService>>,
 }
@@ -206,15 +208,38 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(service, started.addr());
         running.insert(service, started);
+        self.set_live(service, true);
         Ok(())
+    }
+
+    fn set_live(&self, service: Service, live: bool) {
+        let mut set = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if live {
+            set.insert(service);
+        } else {
+            set.remove(&service);
+        }
+    }
+
+    fn is_live(&self, service: Service) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&service)
+    }
+
+    /// Takes `service` out of the running set (it is stopped outside the lock).
+    async fn take(&self, service: Service) -> Result<RunningService, SystemError> {
+        let taken = self.running.lock().await.remove(&service);
+        self.set_live(service, false);
+        taken.ok_or(SystemError::NotRunning(service))
     }
 
     async fn stop(&self, service: Service) -> Result<(), SystemError> {
         // Taken out under the lock, stopped without it: a gateway stopping
         // waits for its in-flight requests, one of which may be a demo
         // control waiting for this lock.
-        let taken = self.running.lock().await.remove(&service);
-        let running = taken.ok_or(SystemError::NotRunning(service))?;
+        let running = self.take(service).await?;
         running.stop().await.map_err(|source| SystemError::Serve {
             service: service.name(),
             source,
@@ -224,8 +249,7 @@ impl Inner {
 
 impl Inner {
     async fn kill(&self, service: Service) -> Result<(), SystemError> {
-        let taken = self.running.lock().await.remove(&service);
-        taken.ok_or(SystemError::NotRunning(service))?.kill().await;
+        self.take(service).await?.kill().await;
         Ok(())
     }
 
@@ -310,6 +334,7 @@ impl RunningSystem {
                 notifications: Arc::new(MemoryNotifications::new()),
             },
             addrs: std::sync::Mutex::new(HashMap::new()),
+            live: std::sync::Mutex::new(std::collections::HashSet::new()),
             ports: config.ports.clone(),
             running: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -331,8 +356,9 @@ impl RunningSystem {
 
     /// The base URL of `service` while it runs.
     pub fn service_url(&self, service: Service) -> Option<String> {
-        let running = self.inner.running.try_lock().ok()?;
-        running.get(&service).map(RunningService::url)
+        self.inner
+            .is_live(service)
+            .then(|| format!("http://{}", self.inner.addr(service)))
     }
 
     /// The keys the system signs and checks tokens with (tests mint service tokens with them).
