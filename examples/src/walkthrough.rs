@@ -9,7 +9,7 @@
 //! [ok] repeat the same create -> 201, idempotent-replayed: true, same event
 //! ```
 //!
-//! Every step is a check: [`run`] returns a [`WalkthroughError`] as soon as
+//! Every step is a check: [`run`] (and [`run_with`]) returns a [`WalkthroughError`] as soon as
 //! one fails (so the demo binary exits non-zero). Emails and the organization
 //! carry a suffix unique to the run, so the walkthrough can run again and
 //! again against the same system. Waits (a notification arriving, the
@@ -329,8 +329,16 @@ fn run_suffix() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Runs the walkthrough against the gateway at `gateway_url`.
-pub async fn run(
+/// Runs the walkthrough against the gateway at `gateway_url` with the default
+/// options, printing each step (what `forten-demo walkthrough` does).
+pub async fn run(gateway_url: &str) -> Result<(), WalkthroughError> {
+    run_with(gateway_url, &WalkthroughOptions::default())
+        .await
+        .map(drop)
+}
+
+/// Runs the walkthrough against the gateway at `gateway_url`; returns every step.
+pub async fn run_with(
     gateway_url: &str,
     options: &WalkthroughOptions,
 ) -> Result<Report, WalkthroughError> {
@@ -749,7 +757,7 @@ mod tests {
             print: false,
             ..WalkthroughOptions::default()
         };
-        let err = run(&format!("http://127.0.0.1:{port}"), &options).await;
+        let err = run_with(&format!("http://127.0.0.1:{port}"), &options).await;
         assert!(
             matches!(err, Err(WalkthroughError::Transport { .. })),
             "{err:?}"

@@ -7,7 +7,7 @@
 use forten_examples::system::SystemConfig;
 use forten_examples::walkthrough::{self, WalkthroughOptions};
 use forten_system_tests::{
-    Org, WAIT, assert_status, create_event, send, start, unique, wait_for_notification,
+    Org, WAIT, assert_status, create_event, send, start, wait_for_notification,
 };
 
 #[path = "../../forten-events/tests/support/tcp_proxy.rs"]
@@ -17,11 +17,10 @@ use tcp_proxy::Proxy;
 const BROKER: &str = "127.0.0.1:5672";
 
 /// The system on RabbitMQ through `proxy`, its exchange and queues named for
-/// this test alone.
+/// this system alone.
 fn config(proxy: &Proxy) -> SystemConfig {
-    SystemConfig::ephemeral()
-        .amqp(proxy.amqp_uri())
-        .amqp_namespace(unique("forten-e2e"))
+    // ephemeral() isolates the bus: exchange and queues get a per-system prefix.
+    SystemConfig::ephemeral().amqp(proxy.amqp_uri())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,7 +33,7 @@ async fn the_walkthrough_passes_on_rabbitmq() {
         print: true,
         outage: true,
     };
-    walkthrough::run(&system.gateway_url(), &options)
+    walkthrough::run_with(&system.gateway_url(), &options)
         .await
         .unwrap_or_else(|e| panic!("walkthrough on RabbitMQ failed: {e}"));
     system.shutdown().await.unwrap();

@@ -9,13 +9,16 @@ use forten_system_tests::{WAIT, start};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_walkthrough_passes_against_the_in_process_system() {
-    let (system, _api) = start(SystemConfig::ephemeral()).await;
+    // With the demo controls forten-demo has, so the outage steps run too.
+    let mut config = SystemConfig::ephemeral();
+    config.demo_controls = true;
+    let (system, _api) = start(config).await;
     let options = WalkthroughOptions {
         wait: WAIT,
         print: true,
         outage: true,
     };
-    let report = walkthrough::run(&system.gateway_url(), &options)
+    let report = walkthrough::run_with(&system.gateway_url(), &options)
         .await
         .unwrap_or_else(|e| panic!("walkthrough failed: {e}"));
     assert!(report.steps.iter().all(|s| s.outcome != Outcome::Failed));
@@ -24,12 +27,12 @@ async fn the_walkthrough_passes_against_the_in_process_system() {
         .iter()
         .filter(|s| s.outcome == Outcome::Ok)
         .count();
-    assert!(ok >= 14, "every step up to the outage ran:\n{report}");
-    // Without forten-demo's controls the outage steps are skipped, and say so;
-    // tests/tests/outage.rs covers them through RunningSystem.
+    assert!(ok >= 20, "every step ran, the outage too:\n{report}");
+    // The only step the contract allows to skip: notifications need not show
+    // their event's correlation id.
     for skipped in report.skipped() {
         assert!(
-            skipped.line.contains("demo controls") || skipped.line.contains("correlation id"),
+            skipped.line.contains("correlation id"),
             "unexpected skip: {skipped}"
         );
     }
@@ -39,7 +42,7 @@ async fn the_walkthrough_passes_against_the_in_process_system() {
         outage: false,
         ..options
     };
-    walkthrough::run(&system.gateway_url(), &again)
+    walkthrough::run_with(&system.gateway_url(), &again)
         .await
         .unwrap_or_else(|e| panic!("second walkthrough failed: {e}"));
     system
