@@ -646,10 +646,17 @@ async fn outage(
         .to_owned();
     script.check(
         open.is_some() && !seen.iter().any(|s| s.starts_with("unexpected")),
-        format!(
-            "GET /api/v1/events while down: {} -> circuit open (Retry-After: {retry_after})",
-            compress(&seen)
-        ),
+        if open.is_some() {
+            format!(
+                "GET /api/v1/events while down: {} -> circuit open (Retry-After: {retry_after})",
+                compress(&seen)
+            )
+        } else {
+            format!(
+                "GET /api/v1/events while down: {}, the circuit never opened",
+                compress(&seen)
+            )
+        },
         &format!("only 502/503/504, then 503 CIRCUIT_OPEN within {wait:?}"),
     )?;
 

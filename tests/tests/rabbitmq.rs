@@ -4,10 +4,11 @@
 //! proxy); the real broker is never restarted from here.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use forten_examples::system::SystemConfig;
-use forten_examples::walkthrough::{self, WalkthroughOptions};
+use forten_examples::system::{RunningSystem, Service, SystemConfig};
+use forten_examples::walkthrough::{self, ApiRequest, WalkthroughOptions};
 use forten_system_tests::{
-    Org, WAIT, assert_status, create_event, send, start, wait_for_notification,
+    ApiClient, ApiResponse, Org, WAIT, assert_status, body, poll_until, send, start,
+    wait_for_notification,
 };
 
 #[path = "../../forten-events/tests/support/tcp_proxy.rs"]
@@ -16,9 +17,47 @@ use tcp_proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
 
+/// Sends the request `make` builds until it is answered with something other
+/// than a 503, within [`WAIT`]; past that, fails showing the health the
+/// gateway and events-service report.
+async fn retrying_503<'a>(
+    system: &RunningSystem,
+    api: &'a ApiClient,
+    make: impl Fn() -> ApiRequest<'a>,
+) -> ApiResponse {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = send(make()).await;
+        if r.status.as_u16() != 503 {
+            return r;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let health = send(api.get("/health")).await;
+            let events = system.service_url(Service::Events).unwrap_or_default();
+            let ready = ApiClient::new(&events, WAIT)
+                .unwrap()
+                .get("/health/ready")
+                .send()
+                .await
+                .map_or_else(|e| e.to_string(), |r| body(&r));
+            panic!(
+                "still 503 after {WAIT:?}: {}\ngateway /health: {}\nevents-service /health/ready: {ready}",
+                body(&r),
+                body(&health),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The system on RabbitMQ through `proxy`, its exchange and queues named for
 /// this system alone.
 fn config(proxy: &Proxy) -> SystemConfig {
+    // RUST_LOG=forten_events=debug shows the bus reconnecting.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     // ephemeral() isolates the bus: exchange and queues get a per-system prefix.
     SystemConfig::ephemeral().amqp(proxy.amqp_uri())
 }
@@ -55,6 +94,10 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
         "the bus carries events before the cut"
     );
 
+    // While the bus reconnects, events-service reports itself not ready and
+    // the gateway may answer 503 (no healthy instance): a client retries
+    // those. Creates carry an Idempotency-Key, so a retry never makes a
+    // second event; a transition retried after it went through is a 409.
     let mut ids = Vec::new();
     for n in 0..EVENTS {
         if n == EVENTS / 3 || n == 2 * EVENTS / 3 {
@@ -64,38 +107,83 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
                 "the bus's connections go through the proxy ({cut} cut)"
             );
         }
-        let id = create_event(&api, &alice, &format!("event {n}")).await;
-        let submit = send(
-            api.post(&format!("/api/v1/events/{id}/submit"))
-                .bearer(&alice.token),
-        )
+        let key = format!("create-{n}-{}", alice.id);
+        let created = retrying_503(&system, &api, || {
+            api.post("/api/v1/events")
+                .bearer(&alice.token)
+                .header("idempotency-key", key.clone())
+                .json(&serde_json::json!({"title": format!("event {n}")}))
+        })
         .await;
-        assert_status(&submit, 200);
+        assert_status(&created, 201);
+        let id = created.data()["id"].as_str().unwrap().to_owned();
+        let submit = retrying_503(&system, &api, || {
+            api.post(&format!("/api/v1/events/{id}/submit"))
+                .bearer(&alice.token)
+        })
+        .await;
+        assert!(
+            matches!(submit.status.as_u16(), 200 | 409),
+            "{}",
+            body(&submit)
+        );
         ids.push(id);
     }
     proxy.cut();
     for id in &ids {
-        let approve = send(
+        let approve = retrying_503(&system, &api, || {
             api.post(&format!("/api/v1/events/{id}/approve"))
-                .bearer(&bob.token),
-        )
+                .bearer(&bob.token)
+        })
         .await;
-        assert_status(&approve, 200);
+        assert!(
+            matches!(approve.status.as_u16(), 200 | 409),
+            "{}",
+            body(&approve)
+        );
     }
-    for id in &ids {
-        for (user, kind) in [
-            (&alice, "event.created"),
-            (&bob, "event.submitted"),
-            (&alice, "event.approved"),
-        ] {
-            assert!(
-                wait_for_notification(&api, user, kind, id, WAIT)
-                    .await
-                    .is_some(),
-                "{kind} for event {id} reached {}",
-                user.email
-            );
-        }
+    // Every expected notification, waited for together (one bound for all).
+    let expected: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .flat_map(|(n, id)| {
+            [
+                (n, id, &alice, "event.created"),
+                (n, id, &bob, "event.submitted"),
+                (n, id, &alice, "event.approved"),
+            ]
+        })
+        .collect();
+    let missing = || async {
+        let mine = send(api.get("/api/v1/notifications").bearer(&alice.token)).await;
+        let bobs = send(api.get("/api/v1/notifications").bearer(&bob.token)).await;
+        let has = |list: &serde_json::Value, kind: &str, id: &str| {
+            list.as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|n| n["eventType"] == kind && n["subjectId"] == id)
+            })
+        };
+        let (mine, bobs) = (mine.data(), bobs.data());
+        expected
+            .iter()
+            .filter(|(_, id, user, kind)| {
+                let list = if user.id == alice.id { &mine } else { &bobs };
+                !has(list, kind, id)
+            })
+            .map(|(n, id, user, kind)| format!("{kind} of event {n} ({id}) for {}", user.email))
+            .collect::<Vec<_>>()
+    };
+    let all_arrived = poll_until(WAIT, || async {
+        Ok(missing().await.is_empty().then_some(()))
+    })
+    .await;
+    if all_arrived.is_none() {
+        let mine = send(api.get("/api/v1/notifications").bearer(&alice.token)).await;
+        panic!(
+            "lost across the cuts: {:#?}\nalice's notifications: {}",
+            missing().await,
+            body(&mine)
+        );
     }
     system.shutdown().await.unwrap();
 }
