@@ -1,218 +1,298 @@
-//! `forten-demo`: forten's layers at work across real HTTP hops on loopback.
+//! `forten-demo`: runs EventBoard.
 //!
-//! Starts an `api-gateway` and an `events-service` (axum, on ephemeral
-//! loopback ports), then drives a short scripted walkthrough against them and
-//! prints what each hop saw: one correlation id and trace id across both
-//! services, a fresh span (parent) id per hop, a deadline that shrinks on its
-//! way down, and a JSON:API 504 document when the budget runs out. The full
-//! EventBoard system (auth, events, notifications, the bus and discovery)
-//! grows on the same skeleton.
+//! - no subcommand: all four services in one process (in-memory bus, or
+//!   RabbitMQ with `--amqp`), the walkthrough once against them, then serve
+//!   until Ctrl-C / SIGTERM (`--once`: exit after the walkthrough with its status);
+//! - `forten-demo gateway|auth|events|notifications`: one service alone; it
+//!   registers in the gateway's registry over HTTP (`--registry`);
+//! - `forten-demo walkthrough [--gateway URL]`: the walkthrough against a running system.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
 
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use bytes::Bytes;
-use forten_core::correlation::{CorrelationContext, CorrelationLayer, PropagateCorrelationLayer};
-use forten_core::deadline::{Deadline, DeadlineLayer, TimeoutLayer};
-use forten_core::error::ErrorResponseLayer;
-use forten_core::{BoxError, Error};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use clap::{Args, Parser, Subcommand};
+use forten_discovery::{AnyRegistry, HttpRegistry, MemoryRegistry};
+use forten_examples::gateway::{self, GatewayConfig};
+use forten_examples::runtime::{BusConfig, Keys, RunningService, Secrets, ServiceContext};
+use forten_examples::system::{RunningSystem, Service, SystemConfig, SystemError};
+use forten_examples::walkthrough;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// What a handler saw of its request's context.
-fn context_json(service: &str) -> Value {
-    let ctx = CorrelationContext::current();
-    json!({
-        "service": service,
-        "correlationId": ctx.as_ref().map(|c| c.correlation_id().to_string()),
-        "traceId": ctx.as_ref().map(|c| c.trace_parent().trace_id().to_string()),
-        "spanId": ctx.as_ref().map(|c| c.trace_parent().parent_id().to_string()),
-        "budgetMs": Deadline::current().map(|d| d.remaining().as_millis() as u64),
-    })
+#[derive(Parser, Debug)]
+#[command(
+    name = "forten-demo",
+    version,
+    about = "EventBoard, the forten example system"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    common: Common,
+    /// All-in-one: exit after the walkthrough (non-zero if it failed).
+    #[arg(long)]
+    once: bool,
+    /// All-in-one: the gateway's port.
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 3000)]
+    gateway_port: u16,
+    /// All-in-one: auth-service's port.
+    #[arg(long, env = "AUTH_PORT", default_value_t = 3001)]
+    auth_port: u16,
+    /// All-in-one: events-service's port.
+    #[arg(long, env = "EVENTS_PORT", default_value_t = 3002)]
+    events_port: u16,
+    /// All-in-one: notification-service's port.
+    #[arg(long, env = "NOTIFICATIONS_PORT", default_value_t = 3003)]
+    notifications_port: u16,
 }
 
-/// Wraps a router in the server-side stack every forten service uses. One
-/// `ServiceBuilder` layer, because axum wants every layer it is given to be
-/// infallible: `ErrorResponseLayer` turns the deadline's errors into documents.
-fn serve_with_forten(router: Router, max: Duration) -> Router {
-    router.layer(
-        ServiceBuilder::new()
-            .layer(CorrelationLayer::new())
-            .layer(ErrorResponseLayer::new())
-            .layer(DeadlineLayer::new(max)),
-    )
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// RabbitMQ URL (default: the in-memory bus).
+    #[arg(long, env = "AMQP_URL", global = true)]
+    amqp: Option<String>,
+    /// The address services bind.
+    #[arg(long, env = "BIND_HOST", default_value = "127.0.0.1", global = true)]
+    host: IpAddr,
+    /// HS256 secret of user tokens (at least 32 bytes).
+    #[arg(long, env = "USER_TOKEN_SECRET", global = true, hide_env_values = true)]
+    user_token_secret: Option<String>,
+    /// HS256 secret of service tokens (at least 32 bytes).
+    #[arg(
+        long,
+        env = "SERVICE_TOKEN_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    service_token_secret: Option<String>,
+    /// Per-user rate limit, requests per second.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_PER_SECOND",
+        default_value_t = 50,
+        global = true
+    )]
+    rate_limit: u32,
+    /// Per-user rate limit, burst.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100, global = true)]
+    burst: u32,
 }
 
-async fn events_list(Query(q): Query<std::collections::HashMap<String, u64>>) -> impl IntoResponse {
-    // Simulated work, so the walkthrough can show a deadline running out.
-    let work = Duration::from_millis(q.get("work_ms").copied().unwrap_or(20));
-    tokio::time::sleep(work).await;
-    axum::Json(json!({ "seenBy": context_json("events-service"), "events": ["launch", "retro"] }))
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// api-gateway alone (hosts the registry).
+    Gateway(One),
+    /// auth-service alone.
+    Auth(One),
+    /// events-service alone.
+    Events(One),
+    /// notification-service alone.
+    Notifications(One),
+    /// The walkthrough against a running gateway.
+    Walkthrough {
+        /// The gateway's base URL.
+        #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:3000")]
+        gateway: String,
+    },
 }
 
-#[derive(Clone)]
-struct Gateway {
-    client: HttpClient,
-    events: SocketAddr,
+#[derive(Args, Debug)]
+struct One {
+    /// The port (default: the service's usual one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// The gateway's registry.
+    #[arg(long, env = "REGISTRY_URL", default_value = "http://127.0.0.1:3000")]
+    registry: String,
 }
 
-async fn gateway_events(
-    State(gw): State<Gateway>,
-    Query(q): Query<std::collections::HashMap<String, u64>>,
-) -> Result<Response, GatewayError> {
-    // What this hop saw on arrival, before spending any of its budget.
-    let seen = context_json("api-gateway");
-    let work = q.get("work_ms").copied().unwrap_or(20);
-    let uri = format!("http://{}/events?work_ms={work}", gw.events);
-    let request = http::Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| GatewayError(e.into()))?;
-    // The client side: the same context on the next hop, and at most 2 s or
-    // what is left of this request's deadline, whichever is less.
-    let client = TimeoutLayer::new(Duration::from_secs(2))
-        .layer(PropagateCorrelationLayer::new().layer(gw.client.clone()));
-    let response = client.oneshot(request).await.map_err(GatewayError)?;
-    let status = response.status();
-    let content_type = response.headers().get(http::header::CONTENT_TYPE).cloned();
-    let body = response
-        .into_body()
-        .collect()
+fn secrets(common: &Common) -> Secrets {
+    let dev = Secrets::dev();
+    let secrets = Secrets {
+        user_token: common.user_token_secret.clone().unwrap_or(dev.user_token),
+        service_token: common
+            .service_token_secret
+            .clone()
+            .unwrap_or(dev.service_token),
+    };
+    if secrets.is_dev() {
+        println!(
+            "note: using the built-in development token secrets (dev defaults); \
+             set USER_TOKEN_SECRET and SERVICE_TOKEN_SECRET for anything real"
+        );
+    }
+    secrets
+}
+
+fn bus(common: &Common) -> BusConfig {
+    match &common.amqp {
+        Some(url) => BusConfig::amqp(url.clone()),
+        None => BusConfig::memory(),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+async fn all_in_one(cli: &Cli) -> Result<ExitCode, SystemError> {
+    let common = &cli.common;
+    let mut config = SystemConfig::demo()
+        .rate_limit_per_user(common.rate_limit, common.burst)
+        .port(Service::Gateway, cli.gateway_port)
+        .port(Service::Auth, cli.auth_port)
+        .port(Service::Events, cli.events_port)
+        .port(Service::Notifications, cli.notifications_port);
+    config.host = common.host;
+    config.secrets = secrets(common);
+    if let Some(url) = &common.amqp {
+        config = config.amqp(url.clone());
+    }
+    let bus = config.bus.kind();
+    let system = RunningSystem::start(config).await?;
+    println!("EventBoard is running ({bus} bus):");
+    for service in Service::ALL {
+        if let Some(url) = system.service_url(service) {
+            println!("  {:<22} {url}", service.name());
+        }
+    }
+    let gateway_url = system.gateway_url();
+    println!("  registry               {gateway_url}/registry/services");
+    println!("  health                 {gateway_url}/health");
+    let walked = walkthrough::run(&gateway_url).await;
+    let code = match &walked {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("walkthrough failed: {e}");
+            ExitCode::FAILURE
+        }
+    };
+    if !cli.once {
+        println!("serving until Ctrl-C");
+        shutdown_signal().await;
+        println!("shutting down gracefully");
+    }
+    system.shutdown().await?;
+    Ok(if cli.once { code } else { ExitCode::SUCCESS })
+}
+
+async fn one(service: Service, args: &One, common: &Common) -> Result<ExitCode, SystemError> {
+    let keys = Keys::new(&secrets(common))?;
+    let bus = bus(common);
+    if matches!(bus, BusConfig::Memory(_)) && service != Service::Gateway {
+        println!(
+            "note: in-memory bus: events stay inside this process; use --amqp to connect the services"
+        );
+    }
+    let default_port = match service {
+        Service::Gateway => 3000,
+        Service::Auth => 3001,
+        Service::Events => 3002,
+        Service::Notifications => 3003,
+    };
+    let addr = SocketAddr::new(common.host, args.port.unwrap_or(default_port));
+    let hosted = MemoryRegistry::builder()
+        .health_checks(forten_discovery::HealthCheckConfig::default())
+        .build()?;
+    let registry = if service == Service::Gateway {
+        AnyRegistry::new(hosted.clone())
+    } else {
+        AnyRegistry::new(HttpRegistry::new(args.registry.clone())?)
+    };
+    let ctx = ServiceContext::new(keys, bus, registry);
+    let launch = match service {
+        Service::Gateway => {
+            let config = GatewayConfig {
+                registry: hosted,
+                rate_limit: gateway::rate_limit_policy(common.rate_limit, common.burst)?,
+                upstream_timeout: std::time::Duration::from_secs(3),
+                upstream_total_timeout: std::time::Duration::from_secs(6),
+                demo: None,
+            };
+            gateway::launch(&ctx, &config)?
+        }
+        Service::Auth => {
+            forten_examples::auth::launch(&ctx, forten_examples::auth::AuthStore::default()).await?
+        }
+        Service::Events => {
+            let repo = std::sync::Arc::new(forten_examples::events::MemoryEvents::new());
+            forten_examples::events::launch(&ctx, repo).await?
+        }
+        Service::Notifications => {
+            let repo =
+                std::sync::Arc::new(forten_examples::notifications::MemoryNotifications::new());
+            forten_examples::notifications::launch(&ctx, repo).await?
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| GatewayError(e.into()))?
-        .to_bytes();
-    if !status.is_success() {
-        // An upstream error document passes through with its status: whichever
-        // hop's deadline fires first, the caller sees the same 504 TIMEOUT.
-        let mut passed = (status, body).into_response();
-        if let Some(v) = content_type {
-            passed.headers_mut().insert(http::header::CONTENT_TYPE, v);
-        }
-        return Ok(passed);
+        .map_err(|source| SystemError::Bind {
+            service: service.name(),
+            addr,
+            source,
+        })?;
+    let running = RunningService::start(launch, listener)
+        .await
+        .map_err(|source| SystemError::Serve {
+            service: service.name(),
+            source,
+        })?;
+    println!("{} on {}", service.name(), running.url());
+    if service != Service::Gateway {
+        println!("registering at {}", args.registry);
     }
-    let upstream: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answer = json!({ "seenBy": seen, "upstreamStatus": status.as_u16(), "upstream": upstream });
-    Ok(axum::Json(answer).into_response())
-}
-
-/// An upstream failure, rendered as the JSON:API document of DESIGN 4.3.
-struct GatewayError(BoxError);
-
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
-        let request_id = CorrelationContext::current().map(|c| c.correlation_id().to_string());
-        Error::render(self.0.as_ref(), request_id.as_deref()).into_response()
-    }
-}
-
-async fn spawn(router: Router) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "server stopped");
-        }
-    });
-    Ok(addr)
-}
-
-async fn call(
-    client: &HttpClient,
-    uri: String,
-    headers: &[(&str, &str)],
-) -> Result<(u16, Value), BoxError> {
-    let mut request = http::Request::get(uri);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = client
-        .request(request.body(Full::new(Bytes::new()))?)
-        .await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
-}
-
-fn show(title: &str, result: &(u16, Value)) {
-    println!("\n== {title}\nHTTP {}", result.0);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&result.1).unwrap_or_default()
-    );
+    shutdown_signal().await;
+    println!("shutting down gracefully");
+    running.stop().await.map_err(|source| SystemError::Serve {
+        service: service.name(),
+        source,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,forten_examples=info".into()),
         )
         .init();
-
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
-    let events = spawn(serve_with_forten(
-        Router::new().route("/events", get(events_list)),
-        Duration::from_secs(5),
-    ))
-    .await?;
-    let gateway = spawn(serve_with_forten(
-        Router::new()
-            .route("/api/v1/events", get(gateway_events))
-            .with_state(Gateway {
-                client: client.clone(),
-                events,
-            }),
-        Duration::from_secs(10),
-    ))
-    .await?;
-    println!("api-gateway on http://{gateway}, events-service on http://{events}");
-
-    let ok = call(
-        &client,
-        format!("http://{gateway}/api/v1/events?work_ms=20"),
-        &[
-            ("x-correlation-id", "demo-1"),
-            (
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            ),
-            ("x-request-timeout-ms", "1500"),
-        ],
-    )
-    .await?;
-    show(
-        "1. one correlation id and trace id across two hops; the budget shrinks",
-        &ok,
-    );
-
-    let slow = call(
-        &client,
-        format!("http://{gateway}/api/v1/events?work_ms=500"),
-        &[
-            ("x-correlation-id", "demo-2"),
-            ("x-request-timeout-ms", "200"),
-        ],
-    )
-    .await?;
-    show(
-        "2. a 200 ms budget for 500 ms of work: a JSON:API 504, never a hang",
-        &slow,
-    );
-
-    let same_trace = ok.1["seenBy"]["traceId"] == ok.1["upstream"]["seenBy"]["traceId"];
-    let fresh_span = ok.1["seenBy"]["spanId"] != ok.1["upstream"]["seenBy"]["spanId"];
-    println!("\nsame trace on both hops: {same_trace}; fresh span id per hop: {fresh_span}");
-    if !(same_trace && fresh_span && ok.0 == 200 && slow.0 == 504) {
-        return Err("the walkthrough did not go as expected".into());
-    }
-    Ok(())
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        None => all_in_one(&cli).await,
+        Some(Command::Gateway(a)) => one(Service::Gateway, a, &cli.common).await,
+        Some(Command::Auth(a)) => one(Service::Auth, a, &cli.common).await,
+        Some(Command::Events(a)) => one(Service::Events, a, &cli.common).await,
+        Some(Command::Notifications(a)) => one(Service::Notifications, a, &cli.common).await,
+        Some(Command::Walkthrough { gateway }) => match walkthrough::run(gateway).await {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                eprintln!("walkthrough failed: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("forten-demo: {e}");
+        ExitCode::FAILURE
+    })
 }

@@ -1,0 +1,265 @@
+//! Keys, tokens and identities shared by the services.
+//!
+//! How identity travels: the client sends its user token (issued by
+//! auth-service) to the gateway as `Authorization: Bearer`. The gateway checks
+//! it with forten-auth's [`JwtAuthLayer`], then calls a service with *its own*
+//! service token in `Authorization` (forten-client adds it per attempt) and
+//! forwards the user's token unchanged in [`USER_TOKEN_HEADER`]. Each service
+//! checks the service token with [`ServiceAuthLayer`] (only `api-gateway` may
+//! call) and verifies the forwarded user token again with the same verifier
+//! ([`CurrentUser`]): a service trusts no unsigned identity header, so a
+//! caller that reaches a service directly cannot claim to be someone else.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use forten_auth::jsonwebtoken::Algorithm;
+use forten_auth::{
+    AuthError, JwtAuthLayer, KeySet, Permissions, Policy, ServiceAuth, ServiceAuthLayer,
+    SigningKey, UserClaims, VerifyingKey,
+};
+use http::request::Parts;
+use serde::Serialize;
+
+use super::input::ApiError;
+
+/// The header carrying the user's token from the gateway to a service.
+pub const USER_TOKEN_HEADER: &str = "x-user-token";
+/// `iss` of user tokens.
+pub const USER_TOKEN_ISSUER: &str = "auth-service";
+/// `aud` of user tokens.
+pub const USER_TOKEN_AUDIENCE: &str = "eventboard";
+/// How long a user token is valid.
+pub const USER_TOKEN_LIFETIME: Duration = Duration::from_hours(1);
+/// The development secret of user tokens (printed as such by `forten-demo`).
+pub const DEV_USER_TOKEN_SECRET: &str = "forten-dev-user-token-secret-not-for-production";
+/// The development secret of service tokens (printed as such by `forten-demo`).
+pub const DEV_SERVICE_TOKEN_SECRET: &str = "forten-dev-service-token-secret-not-for-production";
+/// The permission approve and reject need.
+pub const APPROVE: &str = "events:approve";
+
+/// The two HS256 secrets of the system.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Signs user tokens (auth-service) and verifies them (everyone).
+    pub user_token: String,
+    /// Signs and verifies service-to-service tokens.
+    pub service_token: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets").finish_non_exhaustive()
+    }
+}
+
+impl Secrets {
+    /// The development secrets.
+    pub fn dev() -> Self {
+        Secrets {
+            user_token: DEV_USER_TOKEN_SECRET.to_owned(),
+            service_token: DEV_SERVICE_TOKEN_SECRET.to_owned(),
+        }
+    }
+
+    /// Whether these are the development secrets.
+    pub fn is_dev(&self) -> bool {
+        self.user_token == DEV_USER_TOKEN_SECRET || self.service_token == DEV_SERVICE_TOKEN_SECRET
+    }
+}
+
+/// The roles and what they may do: member {events:read, events:write};
+/// manager and admin add events:approve.
+pub fn policy() -> Policy {
+    let member = ["events:read", "events:write"];
+    Policy::builder()
+        .role("member", member)
+        .role("manager", member)
+        .role("manager", [APPROVE])
+        .role("admin", member)
+        .role("admin", [APPROVE])
+        .build()
+        .unwrap_or_default()
+}
+
+/// The keys built from [`Secrets`]: sign and verify user and service tokens.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    user_signing: SigningKey,
+    users: JwtAuthLayer,
+    service_signing: SigningKey,
+    service_verifying: KeySet,
+    policy: Policy,
+}
+
+#[derive(Serialize)]
+struct UserTokenClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+    roles: [&'a str; 1],
+    org: &'a str,
+    email: &'a str,
+    name: &'a str,
+}
+
+/// What a user token says about its user.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenUser<'a> {
+    /// The user id (`sub`).
+    pub id: &'a str,
+    /// The user's role.
+    pub role: &'a str,
+    /// The user's organization (`org`).
+    pub organization: &'a str,
+    /// The user's email.
+    pub email: &'a str,
+    /// The user's name.
+    pub name: &'a str,
+}
+
+impl Keys {
+    /// Builds the keys; secrets shorter than 32 bytes are refused.
+    pub fn new(secrets: &Secrets) -> Result<Self, AuthError> {
+        let user_signing = SigningKey::hs256(secrets.user_token.as_bytes())?.with_kid("user-1");
+        let users = JwtAuthLayer::builder()
+            .issuer(USER_TOKEN_ISSUER)
+            .audience(USER_TOKEN_AUDIENCE)
+            .algorithms([Algorithm::HS256])
+            .keys(KeySet::new([VerifyingKey::hs256(
+                secrets.user_token.as_bytes(),
+            )?
+            .with_kid("user-1")]))
+            .policy(policy())
+            .build()?;
+        let policy = policy();
+        let service_signing =
+            SigningKey::hs256(secrets.service_token.as_bytes())?.with_kid("service-1");
+        let service_keys = KeySet::new([
+            VerifyingKey::hs256(secrets.service_token.as_bytes())?.with_kid("service-1")
+        ]);
+        Ok(Keys {
+            user_signing,
+            users,
+            service_signing,
+            service_verifying: service_keys,
+            policy,
+        })
+    }
+
+    /// The role policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The gateway's user-token layer (puts [`UserClaims`] and [`Permissions`] into extensions).
+    pub fn user_layer(&self) -> JwtAuthLayer {
+        self.users.clone()
+    }
+
+    /// Signs a user token; returns it with its lifetime.
+    pub fn issue_user_token(&self, user: TokenUser<'_>) -> Result<(String, Duration), AuthError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = UserTokenClaims {
+            iss: USER_TOKEN_ISSUER,
+            aud: USER_TOKEN_AUDIENCE,
+            sub: user.id,
+            iat: now,
+            exp: now + USER_TOKEN_LIFETIME.as_secs(),
+            roles: [user.role],
+            org: user.organization,
+            email: user.email,
+            name: user.name,
+        };
+        Ok((self.user_signing.sign(&claims)?, USER_TOKEN_LIFETIME))
+    }
+
+    /// Verifies a user token.
+    pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, AuthError> {
+        self.users.verify(token)
+    }
+
+    /// The calling side of service auth for the service `me`.
+    pub fn service_auth(&self, me: &str) -> Result<ServiceAuth, AuthError> {
+        ServiceAuth::builder(me)
+            .signing_key(self.service_signing.clone())
+            .build()
+    }
+
+    /// The called side: only `callers` may call `me`.
+    pub fn service_auth_layer(
+        &self,
+        me: &str,
+        callers: &[&str],
+    ) -> Result<ServiceAuthLayer, AuthError> {
+        ServiceAuthLayer::builder(me, self.service_verifying.clone())
+            .allow_callers(callers.iter().copied())
+            .build()
+    }
+}
+
+/// The user a service request is made for: the forwarded user token
+/// ([`USER_TOKEN_HEADER`]), verified again with the [`Keys`] in the request
+/// extensions. Missing or invalid: 401.
+#[derive(Debug, Clone)]
+pub struct CurrentUser {
+    /// The verified claims.
+    pub claims: UserClaims,
+    /// What the user's roles grant (the [`policy`]).
+    pub permissions: Permissions,
+    /// The token as sent (to pass on, e.g. from the dashboard).
+    pub token: String,
+}
+
+impl CurrentUser {
+    /// The user id.
+    pub fn id(&self) -> &str {
+        &self.claims.subject
+    }
+
+    /// The user's organization (tokens without one belong to none: "").
+    pub fn organization(&self) -> &str {
+        self.claims.organisation.as_deref().unwrap_or("")
+    }
+
+    /// 403 unless the user holds `permission`.
+    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
+        if self.permissions.contains(permission) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the permission {permission}, which your role does not grant"
+            )))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let keys = parts
+            .extensions
+            .get::<Keys>()
+            .ok_or_else(|| ApiError::unauthenticated("this service cannot verify user tokens"))?;
+        let token = parts
+            .headers
+            .get(USER_TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ApiError::unauthenticated("no user token was forwarded"))?;
+        let claims = keys
+            .verify_user_token(token)
+            .map_err(|e| ApiError::unauthenticated(format!("the user token is invalid: {e}")))?;
+        let permissions = keys.policy.permissions_for(&claims.roles);
+        Ok(CurrentUser {
+            claims,
+            permissions,
+            token: token.to_owned(),
+        })
+    }
+}
