@@ -121,6 +121,44 @@ async fn connection_cut_by_a_proxy_loses_nothing_and_consuming_resumes() {
     bus.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: run scripts/test"]
+async fn a_cut_connection_nothing_uses_is_reopened_by_itself() {
+    // A bus that neither publishes nor consumes after the cut: neither link
+    // is re-opened by a user, yet is_connected turns true again (a readiness
+    // check built on it must not keep a healthy service out for good).
+    let proxy = Proxy::start(BROKER).await.unwrap();
+    let prefix = format!("forten-test.{}", uuid::Uuid::new_v4().simple());
+    let config = RabbitMqConfig::new(proxy.amqp_uri())
+        .exchange(format!("{prefix}.events"))
+        .app_id("idle")
+        .reconnect(50, Duration::from_millis(50), Duration::from_millis(500));
+    let bus = RabbitMqBus::connect(config).await.unwrap();
+    assert!(bus.is_connected());
+    assert!(proxy.cut() >= 2, "both connections go through the proxy");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut saw_down = false;
+    while !(saw_down && bus.is_connected()) {
+        saw_down |= !bus.is_connected();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not connected 30 s after the cut (saw it down: {saw_down})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the broker answers on the re-opened link: no queue is bound, so
+    // the mandatory publish comes back unroutable (not a connection error).
+    match bus
+        .publish(&Event::new("idle.x", serde_json::json!({})))
+        .await
+    {
+        Err(Error::Unroutable { .. }) => {}
+        other => panic!("publish after the reconnect: {other:?}"),
+    }
+    bus.delete_exchanges().await.unwrap();
+    bus.close().await;
+}
+
 #[tokio::test]
 async fn unreachable_broker_fails_after_the_configured_attempts() {
     // A port nobody listens on.

@@ -32,22 +32,32 @@ async fn retrying_503<'a>(
             return r;
         }
         if tokio::time::Instant::now() >= deadline {
-            let health = send(api.get("/health")).await;
-            let events = system.service_url(Service::Events).unwrap_or_default();
-            let ready = ApiClient::new(&events, WAIT)
-                .unwrap()
-                .get("/health/ready")
-                .send()
-                .await
-                .map_or_else(|e| e.to_string(), |r| body(&r));
             panic!(
-                "still 503 after {WAIT:?}: {}\ngateway /health: {}\nevents-service /health/ready: {ready}",
+                "still 503 after {WAIT:?}: {}\n{}",
                 body(&r),
-                body(&health),
+                readiness(system).await
             );
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// What each service's `/health/ready` says, for failure messages.
+async fn readiness(system: &RunningSystem) -> String {
+    let mut out = String::new();
+    for service in [Service::Auth, Service::Events, Service::Notifications] {
+        let url = system.service_url(service).unwrap_or_default();
+        let ready = match ApiClient::new(&url, WAIT) {
+            Ok(api) => api
+                .get("/health/ready")
+                .send()
+                .await
+                .map_or_else(|e| e.to_string(), |r| body(&r)),
+            Err(e) => e.to_string(),
+        };
+        out.push_str(&format!("{service} /health/ready: {ready}\n"));
+    }
+    out
 }
 
 /// The system on RabbitMQ through `proxy`, its exchange and queues named for
@@ -180,9 +190,10 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
     if all_arrived.is_none() {
         let mine = send(api.get("/api/v1/notifications").bearer(&alice.token)).await;
         panic!(
-            "lost across the cuts: {:#?}\nalice's notifications: {}",
+            "lost across the cuts: {:#?}\nalice's notifications: {}\n{}",
             missing().await,
-            body(&mine)
+            body(&mine),
+            readiness(&system).await
         );
     }
     system.shutdown().await.unwrap();
