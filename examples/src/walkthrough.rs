@@ -21,15 +21,18 @@
 //! with 404 (not started by `forten-demo` all-in-one) gets those steps
 //! reported as skipped.
 
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
 use serde_json::{Value, json};
 
 mod client;
+mod outage;
+mod report;
 
 pub use client::{ApiClient, ApiRequest, ApiResponse, poll_until};
+pub use report::{Outcome, Report, Step, WalkthroughError};
+use report::{Script, expect_status};
 
 /// How the walkthrough runs.
 #[derive(Debug, Clone)]
@@ -54,121 +57,6 @@ impl Default for WalkthroughOptions {
     }
 }
 
-/// How a step ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The step ran and its check held.
-    Ok,
-    /// The step did not run (the system does not offer what it needs).
-    Skipped,
-    /// The step ran and its check failed.
-    Failed,
-}
-
-/// One line of the walkthrough.
-#[derive(Debug, Clone)]
-pub struct Step {
-    /// How it ended.
-    pub outcome: Outcome,
-    /// What was done and what came back.
-    pub line: String,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tag = match self.outcome {
-            Outcome::Ok => "[ok]  ",
-            Outcome::Skipped => "[skip]",
-            Outcome::Failed => "[FAIL]",
-        };
-        write!(f, "{tag} {}", self.line)
-    }
-}
-
-/// Every step of a successful walkthrough.
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    /// The steps in order.
-    pub steps: Vec<Step>,
-}
-
-impl Report {
-    /// The steps that were skipped.
-    pub fn skipped(&self) -> impl Iterator<Item = &Step> {
-        self.steps.iter().filter(|s| s.outcome == Outcome::Skipped)
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for step in &self.steps {
-            writeln!(f, "{step}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Why the walkthrough stopped.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum WalkthroughError {
-    /// The gateway URL is not an `http://host:port` URL.
-    Url {
-        /// The URL given.
-        url: String,
-    },
-    /// A request could not be sent or its response not read: is the system running
-    /// at that address?
-    Transport {
-        /// The request.
-        request: String,
-        /// What failed.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A request got no response within the wait bound.
-    Timeout {
-        /// The request.
-        request: String,
-        /// The bound.
-        after: Duration,
-    },
-    /// A step's check failed: the system did not behave as its contract says.
-    Check {
-        /// The step.
-        step: String,
-        /// What was expected and what came back.
-        detail: String,
-    },
-}
-
-impl fmt::Display for WalkthroughError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Url { url } => write!(
-                f,
-                "gateway URL {url:?} is not http://host:port; pass the gateway's base URL"
-            ),
-            Self::Transport { request, source } => write!(
-                f,
-                "{request} failed: {source}; is the system running at that address?"
-            ),
-            Self::Timeout { request, after } => {
-                write!(f, "{request} got no response within {after:?}")
-            }
-            Self::Check { step, detail } => write!(f, "step {step:?} failed: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for WalkthroughError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Transport { source, .. } => Some(source.as_ref()),
-            _ => None,
-        }
-    }
-}
-
 /// A user signed up and logged in.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -178,51 +66,6 @@ pub struct User {
     pub email: String,
     /// Their access token.
     pub token: String,
-}
-
-/// Records the steps, printing each as it completes.
-struct Script {
-    report: Report,
-    print: bool,
-}
-
-impl Script {
-    fn push(&mut self, outcome: Outcome, line: String) {
-        let step = Step { outcome, line };
-        if self.print {
-            println!("{step}");
-        }
-        self.report.steps.push(step);
-    }
-
-    fn skip(&mut self, line: impl Into<String>) {
-        self.push(Outcome::Skipped, line.into());
-    }
-
-    /// Records `line` as ok when `holds`, else as failed and returns the error.
-    fn check(&mut self, holds: bool, line: String, expected: &str) -> Result<(), WalkthroughError> {
-        if holds {
-            self.push(Outcome::Ok, line);
-            return Ok(());
-        }
-        self.push(Outcome::Failed, format!("{line} (expected {expected})"));
-        Err(WalkthroughError::Check {
-            step: line,
-            detail: format!("expected {expected}"),
-        })
-    }
-}
-
-/// Fails unless `response` has `status`.
-fn expect_status(
-    script: &mut Script,
-    line: &str,
-    response: &ApiResponse,
-    status: u16,
-) -> Result<(), WalkthroughError> {
-    let line = format!("{line} -> {}", response.summary());
-    let expected = format!("{status}; body {}", String::from_utf8_lossy(&response.body));
-    script.check(response.status.as_u16() == status, line, &expected)
 }
 
 /// Signs up `email` with `role` in `organization`, logs in, and returns the user.
@@ -562,7 +405,7 @@ pub async fn run_with(
     )?;
 
     if options.outage {
-        outage(&mut script, &api, &alice, wait).await?;
+        outage::outage(&mut script, &api, &alice, wait).await?;
     } else {
         script.skip("events-service outage (not asked for)");
     }
@@ -576,163 +419,9 @@ fn message(note: Option<&Value>) -> String {
     )
 }
 
-/// Stops events-service, shows the dashboard degrading and the circuit
-/// opening, restarts it and shows recovery.
-async fn outage(
-    script: &mut Script,
-    api: &ApiClient,
-    alice: &User,
-    wait: Duration,
-) -> Result<(), WalkthroughError> {
-    let stop = api.post("/demo/services/events/stop").send().await?;
-    if stop.status == StatusCode::NOT_FOUND {
-        script
-            .skip("POST /demo/services/events/stop -> 404: no demo controls, outage steps skipped");
-        return Ok(());
-    }
-    expect_status(
-        script,
-        "stop events-service: POST /demo/services/events/stop",
-        &stop,
-        204,
-    )?;
-
-    let dashboard = poll_until(wait, || async {
-        let d = api
-            .get("/api/v1/dashboard")
-            .bearer(&alice.token)
-            .send()
-            .await?;
-        Ok((d.status == StatusCode::OK && degraded(&d).iter().any(|p| p == "events")).then_some(d))
-    })
-    .await;
-    script.check(
-        dashboard
-            .as_ref()
-            .is_some_and(|d| d.data()["events"].is_null()),
-        format!(
-            "dashboard while events-service is down -> 200, degraded {:?}",
-            dashboard.as_ref().map(degraded).unwrap_or_default()
-        ),
-        &format!("\"events\" in meta.degraded and data.events null within {wait:?}"),
-    )?;
-
-    // Each failure counts towards the breaker; once open it answers at once.
-    let mut seen: Vec<String> = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    let open = loop {
-        let r = api
-            .get("/api/v1/events")
-            .bearer(&alice.token)
-            .send()
-            .await?;
-        if r.status == StatusCode::INTERNAL_SERVER_ERROR || r.status.is_success() {
-            seen.push(format!("unexpected {}", r.summary()));
-        } else {
-            seen.push(r.summary());
-        }
-        if r.error_code().as_deref() == Some("CIRCUIT_OPEN") {
-            break Some(r);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let retry_after = open
-        .as_ref()
-        .and_then(|r| r.header("retry-after"))
-        .unwrap_or("-")
-        .to_owned();
-    script.check(
-        open.is_some() && !seen.iter().any(|s| s.starts_with("unexpected")),
-        if open.is_some() {
-            format!(
-                "GET /api/v1/events while down: {} -> circuit open (Retry-After: {retry_after})",
-                compress(&seen)
-            )
-        } else {
-            format!(
-                "GET /api/v1/events while down: {}, the circuit never opened",
-                compress(&seen)
-            )
-        },
-        &format!("only 502/503/504, then 503 CIRCUIT_OPEN within {wait:?}"),
-    )?;
-
-    let start = api.post("/demo/services/events/start").send().await?;
-    expect_status(
-        script,
-        "restart events-service: POST /demo/services/events/start",
-        &start,
-        204,
-    )?;
-    let began = tokio::time::Instant::now();
-    let recovered = poll_until(wait * 2, || async {
-        let r = api
-            .get("/api/v1/events")
-            .bearer(&alice.token)
-            .send()
-            .await?;
-        Ok((r.status == StatusCode::OK).then_some(r))
-    })
-    .await;
-    script.check(
-        recovered.is_some(),
-        format!(
-            "GET /api/v1/events after the restart -> 200 after {:.1?}",
-            began.elapsed()
-        ),
-        &format!("200 within {:?}", wait * 2),
-    )?;
-    let dashboard = poll_until(wait, || async {
-        let d = api
-            .get("/api/v1/dashboard")
-            .bearer(&alice.token)
-            .send()
-            .await?;
-        Ok((d.status == StatusCode::OK && degraded(&d).is_empty()).then_some(d))
-    })
-    .await;
-    script.check(
-        dashboard.is_some(),
-        "dashboard after the restart -> 200, degraded []".to_owned(),
-        &format!("nothing degraded within {wait:?}"),
-    )?;
-    Ok(())
-}
-
-/// `["503 X", "503 X", "503 Y"]` -> `"503 X x2, 503 Y"`.
-fn compress(seen: &[String]) -> String {
-    let mut out: Vec<(String, usize)> = Vec::new();
-    for s in seen {
-        match out.last_mut() {
-            Some((last, n)) if last == s => *n += 1,
-            _ => out.push((s.clone(), 1)),
-        }
-    }
-    out.iter()
-        .map(|(s, n)| {
-            if *n > 1 {
-                format!("{s} x{n}")
-            } else {
-                s.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn compress_counts_runs() {
-        let seen = ["a", "a", "b", "a"].map(String::from);
-        assert_eq!(compress(&seen), "a x2, b, a");
-        assert_eq!(compress(&[]), "");
-    }
 
     #[test]
     fn bad_urls_are_refused() {
