@@ -221,6 +221,31 @@ async fn services_accept_only_the_gateways_service_token() {
         )
         .await;
     bad.assert_error(400, "VALIDATION_ERROR");
+    // a retried POST (same Idempotency-Key, as forten-client sends it) creates one event
+    let headers = [
+        ("authorization", gateway_token),
+        (USER_TOKEN_HEADER, t.as_str()),
+        ("idempotency-key", "retry-1"),
+    ];
+    let first = events
+        .send(
+            Method::POST,
+            "/events",
+            &headers,
+            Some(br#"{"title":"Once"}"#),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.json);
+    let retry = events
+        .send(
+            Method::POST,
+            "/events",
+            &headers,
+            Some(br#"{"title":"Once"}"#),
+        )
+        .await;
+    assert_eq!(retry.header("idempotent-replayed"), "true");
+    assert_eq!(retry.json, first.json);
     // health needs no token
     assert_eq!(events.get("/health/ready", None).await.status, 200);
     // demo controls exist only in forten-demo's all-in-one mode
@@ -345,5 +370,71 @@ async fn a_stopped_service_opens_the_service_breaker_then_recovers() {
         || async { (gw.get("/api/v1/events", Some(&t)).await.status == 200).then_some(()) },
     )
     .await;
+    system.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test]
+async fn the_gateway_restarts_on_its_port_and_finds_the_services_again() {
+    let mut system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+    let (_, t) = user(&gw, "gus", "acme", "member").await;
+    system.stop_service(Service::Gateway).await.expect("stops");
+    assert!(system.service_url(Service::Gateway).is_none());
+    system
+        .restart_service(Service::Gateway)
+        .await
+        .expect("restarts");
+    assert_eq!(gw.base, system.gateway_url(), "the same port");
+    // the registry outlived the gateway's restart; the token is still valid
+    assert_eq!(gw.get("/api/v1/events", Some(&t)).await.status, 200);
+    let services = gw.get("/registry/services", None).await;
+    assert_eq!(
+        services.json["services"]["events-service"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    system.shutdown().await.expect("graceful shutdown");
+}
+
+#[tokio::test]
+async fn auth_service_validates_tokens_for_the_gateway() {
+    let system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+    let (me, t) = user(&gw, "val", "acme", "manager").await;
+    let auth = Http::new(system.service_url(Service::Auth).expect("running"));
+    let header = system
+        .keys()
+        .service_auth("api-gateway")
+        .expect("auth")
+        .auth_header("auth-service")
+        .expect("token");
+    let header = header.to_str().expect("ascii");
+    let body = json!({ "token": t }).to_string();
+    let ok = auth
+        .send(
+            Method::POST,
+            "/tokens/validate",
+            &[("authorization", header)],
+            Some(body.as_bytes()),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.json);
+    assert_eq!(ok.json["data"]["userId"], me["id"]);
+    assert_eq!(ok.json["data"]["roles"], json!(["manager"]));
+    assert_eq!(ok.json["data"]["organization"], "acme");
+    let bad = auth
+        .send(
+            Method::POST,
+            "/tokens/validate",
+            &[("authorization", header)],
+            Some(br#"{"token":"x.y.z"}"#),
+        )
+        .await;
+    bad.assert_error(401, "UNAUTHENTICATED");
     system.shutdown().await.expect("graceful shutdown");
 }

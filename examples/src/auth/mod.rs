@@ -25,8 +25,9 @@ use serde_json::{Value, json};
 pub use store::{DuplicateEmail, MemoryUsers, Passwords, StoredUser, User, UserRepository};
 
 use crate::runtime::auth::TokenUser;
+use crate::runtime::guard::internal;
 use crate::runtime::input::check_len;
-use crate::runtime::names::{AUTH, GATEWAY};
+use crate::runtime::names::AUTH;
 use crate::runtime::{
     ApiError, ApiResult, Bus, CurrentUser, JsonObject, Keys, Launch, ServiceContext, publish,
     server_stack,
@@ -87,13 +88,13 @@ pub async fn launch(ctx: &ServiceContext, store: AuthStore) -> Result<Launch, Sy
         keys: ctx.keys.clone(),
         bus: bus.clone(),
     };
-    let internal = Router::new()
+    let routes = Router::new()
         .route("/users", post(signup))
         .route("/sessions", post(login))
         .route("/users/me", get(me))
         .route("/tokens/validate", post(validate))
-        .with_state(state)
-        .route_layer(ctx.keys.service_auth_layer(AUTH, &[GATEWAY])?);
+        .with_state(state);
+    let internal = internal(routes, AUTH, &ctx.keys)?;
     let router = server_stack(
         AUTH,
         internal.nest_service("/health", monitor.routes().nested()),

@@ -272,8 +272,11 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,forten_examples=info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // info for the forten crates too: their spans carry correlation_id
+                "warn,forten_examples=info,forten_core=info,forten_client=info,forten_events=info"
+                    .into()
+            }),
         )
         .init();
     let cli = Cli::parse();

@@ -30,8 +30,9 @@ use serde_json::{Value, json};
 pub use model::{Action, BoardEvent, EventRepository, MemoryEvents, Status, WorkflowError};
 
 use crate::runtime::auth::APPROVE;
+use crate::runtime::guard::internal;
 use crate::runtime::input::check_len;
-use crate::runtime::names::{EVENTS, GATEWAY};
+use crate::runtime::names::EVENTS;
 use crate::runtime::{
     ApiError, ApiResult, Bus, CurrentUser, JsonObject, Launch, PathId, ServiceContext, publish,
     server_stack,
@@ -72,14 +73,14 @@ pub async fn launch(
         events,
         bus: bus.clone(),
     };
-    let internal = Router::new()
+    let routes = Router::new()
         .route("/events", post(create).get(list))
         .route("/events/{id}", get(show).patch(edit).delete(remove))
         .route("/events/{id}/submit", post(submit))
         .route("/events/{id}/approve", post(approve))
         .route("/events/{id}/reject", post(reject))
-        .with_state(state)
-        .route_layer(ctx.keys.service_auth_layer(EVENTS, &[GATEWAY])?);
+        .with_state(state);
+    let internal = internal(routes, EVENTS, &ctx.keys)?;
     let router = server_stack(
         EVENTS,
         internal.nest_service("/health", monitor.routes().nested()),

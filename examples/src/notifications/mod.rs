@@ -27,7 +27,8 @@ use serde_json::{Value, json};
 
 pub use store::{Member, MemoryNotifications, Notification, NotificationRepository};
 
-use crate::runtime::names::{GATEWAY, NOTIFICATIONS};
+use crate::runtime::guard::internal;
+use crate::runtime::names::NOTIFICATIONS;
 use crate::runtime::{
     ApiError, ApiResult, BusConfig, CurrentUser, Launch, PathId, QueryMap, ServiceContext,
     server_stack,
@@ -74,7 +75,12 @@ pub async fn launch(
             sub,
             Arc::new(move |d: Delivery| {
                 let repo = Arc::clone(&consumer);
-                async move { handle(repo.as_ref(), &d) }
+                async move {
+                    // inside forten-events' span (event, correlation_id): name the service too
+                    let _service =
+                        tracing::info_span!("consumer", service = NOTIFICATIONS).entered();
+                    handle(repo.as_ref(), &d)
+                }
             }),
         )
         .await?;
@@ -89,11 +95,11 @@ pub async fn launch(
             .informational(),
         )
         .build()?;
-    let internal = Router::new()
+    let routes = Router::new()
         .route("/notifications", get(list))
         .route("/notifications/{id}/read", put(mark_read))
-        .with_state(repo)
-        .route_layer(ctx.keys.service_auth_layer(NOTIFICATIONS, &[GATEWAY])?);
+        .with_state(repo);
+    let internal = internal(routes, NOTIFICATIONS, &ctx.keys)?;
     let router = server_stack(
         NOTIFICATIONS,
         internal.nest_service("/health", monitor.routes().nested()),

@@ -50,14 +50,21 @@ impl ServiceContext {
         }
     }
 
-    /// A health monitor for `service` with a readiness check on its bus connection.
+    /// A health monitor for `service` with a check on its bus connection.
+    ///
+    /// The bus check is non-critical: a lost broker connection reports
+    /// `warn`, and readiness stays 200. The bus recovers by itself (publishes
+    /// wait for the connection to come back, consumers resume), and the
+    /// service's HTTP API works meanwhile; failing readiness would drop every
+    /// instance from discovery during a broker blip and turn it into an outage.
     pub fn monitor(&self, service: &str, bus: Option<&Bus>) -> HealthMonitorBuilder {
         let mut builder = HealthMonitor::builder(service, env!("CARGO_PKG_VERSION"))
             .interval(self.health_interval);
         if let Some(bus) = bus {
             let bus = bus.clone();
             let name = format!("{}:connection", self.bus.kind());
-            builder = builder.check(Check::from_bool(name, move || bus.is_connected()));
+            builder =
+                builder.check(Check::from_bool(name, move || bus.is_connected()).non_critical());
         }
         builder
     }

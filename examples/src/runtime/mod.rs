@@ -9,6 +9,7 @@ mod accept;
 pub mod auth;
 pub mod bus;
 pub mod context;
+pub mod guard;
 pub mod input;
 pub mod serve;
 

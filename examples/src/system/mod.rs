@@ -9,7 +9,7 @@
 //! same port.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
@@ -20,7 +20,20 @@ use crate::auth::AuthStore;
 use crate::events::{EventRepository, MemoryEvents};
 use crate::gateway::{self, BoxFuture, DemoControl, GatewayConfig};
 use crate::notifications::{MemoryNotifications, NotificationRepository};
-use crate::runtime::{BusConfig, Keys, Launch, RunningService, Secrets, ServiceContext};
+use crate::runtime::{BusConfig, Keys, Launch, RunningService, ServiceContext};
+
+mod config;
+
+pub use config::SystemConfig;
+
+/// The gateway first (its in-flight requests still reach the services),
+/// notification-service last (it drains what the others published).
+const SHUTDOWN_ORDER: [Service; 4] = [
+    Service::Gateway,
+    Service::Auth,
+    Service::Events,
+    Service::Notifications,
+];
 
 /// One of the four services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -125,98 +138,6 @@ pub enum SystemError {
     },
 }
 
-/// How to run the system. Start from [`ephemeral`](Self::ephemeral) (tests)
-/// or [`demo`](Self::demo) (the fixed ports of `forten-demo`).
-#[derive(Debug, Clone)]
-pub struct SystemConfig {
-    /// The address every service binds (loopback by default).
-    pub host: IpAddr,
-    /// Ports; 0 picks an ephemeral one (kept across restarts).
-    pub ports: HashMap<Service, u16>,
-    /// The event bus.
-    pub bus: BusConfig,
-    /// Token secrets.
-    pub secrets: Secrets,
-    /// Per-user rate limit: requests per second and burst.
-    pub rate_limit: (u32, u32),
-    /// Registry lease TTL.
-    pub registry_ttl: Duration,
-    /// How often the registry checks each instance's `/health/ready` (and services their own checks).
-    pub health_interval: Duration,
-    /// Per-attempt timeout of the gateway's upstream calls.
-    pub upstream_timeout: Duration,
-    /// Whether the gateway serves `POST /demo/services/{name}/stop|start`.
-    pub demo_controls: bool,
-    /// Whether RabbitMQ names get a random per-system prefix (tests sharing one broker).
-    pub isolate_bus: bool,
-}
-
-impl SystemConfig {
-    /// Every port ephemeral, the in-memory bus, development secrets, a
-    /// generous rate limit (100/s, burst 200), fast health checks.
-    pub fn ephemeral() -> Self {
-        SystemConfig {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            ports: Service::ALL.iter().map(|s| (*s, 0)).collect(),
-            bus: BusConfig::memory(),
-            secrets: Secrets::dev(),
-            rate_limit: (100, 200),
-            registry_ttl: Duration::from_secs(10),
-            health_interval: Duration::from_millis(500),
-            upstream_timeout: Duration::from_secs(3),
-            demo_controls: false,
-            isolate_bus: true,
-        }
-    }
-
-    /// forten-demo's defaults: ports 3000 to 3003, the in-memory bus,
-    /// development secrets, demo controls on.
-    pub fn demo() -> Self {
-        let mut c = Self::ephemeral();
-        c.ports = HashMap::from([
-            (Service::Gateway, 3000),
-            (Service::Auth, 3001),
-            (Service::Events, 3002),
-            (Service::Notifications, 3003),
-        ]);
-        c.health_interval = Duration::from_secs(2);
-        c.demo_controls = true;
-        c.isolate_bus = false;
-        c
-    }
-
-    /// RabbitMQ at `url` instead of the in-memory bus.
-    pub fn amqp(mut self, url: impl Into<String>) -> Self {
-        let (exchange, namespace) = if self.isolate_bus {
-            let ns = format!(
-                "eventboard-{}",
-                &uuid::Uuid::new_v4().simple().to_string()[..8]
-            );
-            (format!("forten.events.{ns}"), Some(ns))
-        } else {
-            ("forten.events".to_owned(), None)
-        };
-        self.bus = BusConfig::Amqp {
-            url: url.into(),
-            exchange,
-            namespace,
-        };
-        self
-    }
-
-    /// The per-user rate limit: `per_second` sustained, bursts of `burst`.
-    pub fn rate_limit_per_user(mut self, per_second: u32, burst: u32) -> Self {
-        self.rate_limit = (per_second, burst);
-        self
-    }
-
-    /// The port of `service` (0: ephemeral).
-    pub fn port(mut self, service: Service, port: u16) -> Self {
-        self.ports.insert(service, port);
-        self
-    }
-}
-
 struct Stores {
     auth: AuthStore,
     events: Arc<dyn EventRepository>,
@@ -229,6 +150,8 @@ struct Inner {
     gateway: GatewayConfig,
     stores: Stores,
     addrs: std::sync::Mutex<HashMap<Service, SocketAddr>>,
+    /// The services running now (readable without waiting for a start or stop).
+    live: std::sync::Mutex<std::collections::HashSet<Service>>,
     ports: HashMap<Service, u16>,
     running: tokio::sync::Mutex<HashMap<Service, RunningService>>,
 }
@@ -285,15 +208,38 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .insert(service, started.addr());
         running.insert(service, started);
+        self.set_live(service, true);
         Ok(())
+    }
+
+    fn set_live(&self, service: Service, live: bool) {
+        let mut set = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        if live {
+            set.insert(service);
+        } else {
+            set.remove(&service);
+        }
+    }
+
+    fn is_live(&self, service: Service) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&service)
+    }
+
+    /// Takes `service` out of the running set (it is stopped outside the lock).
+    async fn take(&self, service: Service) -> Result<RunningService, SystemError> {
+        let taken = self.running.lock().await.remove(&service);
+        self.set_live(service, false);
+        taken.ok_or(SystemError::NotRunning(service))
     }
 
     async fn stop(&self, service: Service) -> Result<(), SystemError> {
         // Taken out under the lock, stopped without it: a gateway stopping
         // waits for its in-flight requests, one of which may be a demo
         // control waiting for this lock.
-        let taken = self.running.lock().await.remove(&service);
-        let running = taken.ok_or(SystemError::NotRunning(service))?;
+        let running = self.take(service).await?;
         running.stop().await.map_err(|source| SystemError::Serve {
             service: service.name(),
             source,
@@ -303,8 +249,7 @@ impl Inner {
 
 impl Inner {
     async fn kill(&self, service: Service) -> Result<(), SystemError> {
-        let taken = self.running.lock().await.remove(&service);
-        taken.ok_or(SystemError::NotRunning(service))?.kill().await;
+        self.take(service).await?.kill().await;
         Ok(())
     }
 
@@ -389,6 +334,7 @@ impl RunningSystem {
                 notifications: Arc::new(MemoryNotifications::new()),
             },
             addrs: std::sync::Mutex::new(HashMap::new()),
+            live: std::sync::Mutex::new(std::collections::HashSet::new()),
             ports: config.ports.clone(),
             running: tokio::sync::Mutex::new(HashMap::new()),
         });
@@ -410,8 +356,9 @@ impl RunningSystem {
 
     /// The base URL of `service` while it runs.
     pub fn service_url(&self, service: Service) -> Option<String> {
-        let running = self.inner.running.try_lock().ok()?;
-        running.get(&service).map(RunningService::url)
+        self.inner
+            .is_live(service)
+            .then(|| format!("http://{}", self.inner.addr(service)))
     }
 
     /// The keys the system signs and checks tokens with (tests mint service tokens with them).
@@ -446,9 +393,10 @@ impl RunningSystem {
         Ok(())
     }
 
+    /// Stops every running service in shutdown order; the first error, if any.
     async fn stop_all(&self) -> Result<(), SystemError> {
         let mut first_error = None;
-        for service in Service::ALL {
+        for service in SHUTDOWN_ORDER {
             match self.inner.stop(service).await {
                 Ok(()) | Err(SystemError::NotRunning(_)) => {}
                 Err(e) => {
@@ -459,24 +407,41 @@ impl RunningSystem {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Stops everything gracefully: the gateway first (its in-flight requests
-    /// still reach the services), then auth, events and notification-service
-    /// (last, so it drains what the others published).
+    /// Stops everything gracefully, in this order: the gateway (its in-flight
+    /// requests still reach the services), auth, events, notification-service
+    /// (last, so it drains what the others published). On RabbitMQ with
+    /// isolated names (a namespace, as [`SystemConfig::ephemeral`] sets), the
+    /// system's queues and exchanges are deleted afterwards.
     pub async fn shutdown(self) -> Result<(), SystemError> {
-        let mut first_error = None;
-        for service in [
-            Service::Gateway,
-            Service::Auth,
-            Service::Events,
-            Service::Notifications,
-        ] {
-            match self.inner.stop(service).await {
-                Ok(()) | Err(SystemError::NotRunning(_)) => {}
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
+        let stopped = self.stop_all().await;
+        if let Err(e) = delete_namespaced(&self.inner.ctx.bus).await {
+            tracing::warn!(error = %e, "the system's RabbitMQ queues were not deleted");
         }
-        first_error.map_or(Ok(()), Err)
+        stopped
     }
+}
+
+/// Deletes what a namespaced RabbitMQ system declared (its queues and exchanges).
+async fn delete_namespaced(bus: &BusConfig) -> Result<(), SystemError> {
+    let BusConfig::Amqp {
+        url,
+        exchange,
+        namespace: Some(_),
+    } = bus
+    else {
+        return Ok(());
+    };
+    let config = forten_events::RabbitMqConfig::new(url.clone())
+        .exchange(exchange.clone())
+        .app_id("eventboard-cleanup");
+    let rabbit = forten_events::RabbitMqBus::connect(config).await?;
+    let deleted = async {
+        rabbit
+            .delete_subscription(&crate::notifications::subscription(bus)?)
+            .await?;
+        rabbit.delete_exchanges().await
+    }
+    .await;
+    rabbit.close().await;
+    Ok(deleted?)
 }
