@@ -9,67 +9,14 @@ use std::time::Duration;
 use forten_events::{
     Delivery, Error, Event, PublisherExt, RabbitMqBus, RabbitMqConfig, Subscriber, Subscription,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::AbortHandle;
+
+#[path = "support/tcp_proxy.rs"]
+mod tcp_proxy;
+use tcp_proxy::Proxy;
 
 const BROKER: &str = "127.0.0.1:5672";
-
-/// A TCP proxy to the broker whose live connections can be cut at will.
-struct Proxy {
-    port: u16,
-    conns: Arc<Mutex<Vec<AbortHandle>>>,
-    accept: AbortHandle,
-}
-
-impl Proxy {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
-        let c2 = conns.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    break;
-                };
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(BROKER).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                c2.lock().unwrap().push(task.abort_handle());
-            }
-        })
-        .abort_handle();
-        Proxy {
-            port,
-            conns,
-            accept,
-        }
-    }
-
-    /// Drops every live connection (both sockets close at once).
-    fn cut(&self) -> usize {
-        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
-        let n = conns.iter().filter(|c| !c.is_finished()).count();
-        for c in conns {
-            c.abort();
-        }
-        n
-    }
-
-    fn uri(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/%2f?heartbeat=2", self.port)
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-        self.cut();
-    }
-}
 
 #[derive(Clone, Default)]
 struct Seen {
@@ -105,9 +52,9 @@ async fn connection_cut_by_a_proxy_loses_nothing_and_consuming_resumes() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let proxy = Proxy::start().await;
+    let proxy = Proxy::start(BROKER).await.unwrap();
     let prefix = format!("forten-test.{}", uuid::Uuid::new_v4().simple());
-    let config = RabbitMqConfig::new(proxy.uri())
+    let config = RabbitMqConfig::new(proxy.amqp_uri())
         .exchange(format!("{prefix}.events"))
         .app_id("faults")
         .reconnect(50, Duration::from_millis(50), Duration::from_millis(500));
@@ -170,6 +117,44 @@ async fn connection_cut_by_a_proxy_loses_nothing_and_consuming_resumes() {
     assert!(bus.is_connected());
     handle.close().await;
     bus.delete_subscription(&sub).await.unwrap();
+    bus.delete_exchanges().await.unwrap();
+    bus.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: run scripts/test"]
+async fn a_cut_connection_nothing_uses_is_reopened_by_itself() {
+    // A bus that neither publishes nor consumes after the cut: neither link
+    // is re-opened by a user, yet is_connected turns true again (a readiness
+    // check built on it must not keep a healthy service out for good).
+    let proxy = Proxy::start(BROKER).await.unwrap();
+    let prefix = format!("forten-test.{}", uuid::Uuid::new_v4().simple());
+    let config = RabbitMqConfig::new(proxy.amqp_uri())
+        .exchange(format!("{prefix}.events"))
+        .app_id("idle")
+        .reconnect(50, Duration::from_millis(50), Duration::from_millis(500));
+    let bus = RabbitMqBus::connect(config).await.unwrap();
+    assert!(bus.is_connected());
+    assert!(proxy.cut() >= 2, "both connections go through the proxy");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut saw_down = false;
+    while !(saw_down && bus.is_connected()) {
+        saw_down |= !bus.is_connected();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still not connected 30 s after the cut (saw it down: {saw_down})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And the broker answers on the re-opened link: no queue is bound, so
+    // the mandatory publish comes back unroutable (not a connection error).
+    match bus
+        .publish(&Event::new("idle.x", serde_json::json!({})))
+        .await
+    {
+        Err(Error::Unroutable { .. }) => {}
+        other => panic!("publish after the reconnect: {other:?}"),
+    }
     bus.delete_exchanges().await.unwrap();
     bus.close().await;
 }

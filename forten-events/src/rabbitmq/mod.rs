@@ -26,6 +26,7 @@
 mod config;
 mod consumer;
 mod mapping;
+mod supervise;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -148,6 +149,7 @@ impl RabbitMqBus {
             events,
             cfg,
         });
+        supervise::supervise(&inner);
         Ok(RabbitMqBus { inner })
     }
 
@@ -157,7 +159,9 @@ impl RabbitMqBus {
     }
 
     /// Whether both connections are up now (not closed, not reconnecting):
-    /// the closure a health check calls.
+    /// the closure a health check calls. A connection that drops is re-opened
+    /// in the background even when nothing uses it, so this turns true again
+    /// once the broker is reachable.
     pub fn is_connected(&self) -> bool {
         !self.inner.closed.load(Ordering::SeqCst)
             && self.inner.publish_link().conn.status().connected()

@@ -1,0 +1,295 @@
+//! The EventBoard gateway over loopback beside a bare axum proxy (criterion
+//! group `system`), both in the same run and the same runtime:
+//!
+//! - `system/gateway_get_event`: `GET /api/v1/events/{id}` through the whole
+//!   system (`RunningSystem` on ephemeral ports, in-memory bus): the gateway's
+//!   stack (correlation, deadline, user JWT, rate limit, idempotency pass,
+//!   discovery, per-instance breaker, retry) and forten-client to
+//!   events-service, which checks the service token and the user token again
+//!   and reads the event;
+//! - `system/peer_bare_proxy`: the same route served by an axum router that
+//!   forwards with a plain hyper-util client to an axum handler answering the
+//!   same event document from a map: no forten layer anywhere.
+//!
+//! Each criterion iteration is one request, sent by [`CONCURRENCY`] callers
+//! at once (criterion's `iter_custom`), so the figure is throughput under
+//! concurrent load on loopback: req/s = 1 / time per iteration. After the
+//! criterion runs, both are measured again in alternating rounds to print
+//! req/s, p50 and p99 from recorded latencies, and the ratio (DESIGN 6: the
+//! gateway keeps >= 85 % of the bare proxy's req/s). Server and load share
+//! the machine's cores: the figures are relative, not a capacity.
+#![allow(missing_docs)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use forten_examples::system::{RunningSystem, SystemConfig};
+use forten_examples::walkthrough::{ApiClient, signup_and_login};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::runtime::Runtime;
+
+/// Requests in flight at once.
+const CONCURRENCY: usize = 32;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_max_idle_per_host(256)
+        .build(connector)
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    addr
+}
+
+/// The bare events handler: the stored document of an event, by id.
+async fn bare_event(
+    State(events): State<Arc<HashMap<String, Bytes>>>,
+    Path(id): Path<String>,
+) -> Response {
+    match events.get(&id) {
+        Some(doc) => (
+            [(http::header::CONTENT_TYPE, "application/json")],
+            doc.clone(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+#[derive(Clone)]
+struct BareProxy {
+    client: HttpClient,
+    upstream: SocketAddr,
+}
+
+/// The bare gateway route: forwards to the events handler, answers its
+/// status, content type and body.
+async fn bare_proxy(State(proxy): State<BareProxy>, Path(id): Path<String>) -> Response {
+    let uri = format!("http://{}/events/{id}", proxy.upstream);
+    let request = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let Ok(response) = proxy.client.request(request).await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let (parts, body) = response.into_parts();
+    let Ok(body) = body.collect().await else {
+        return StatusCode::BAD_GATEWAY.into_response();
+    };
+    let mut answer = (parts.status, body.to_bytes()).into_response();
+    if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE) {
+        answer
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, ct.clone());
+    }
+    answer
+}
+
+/// One target: a URI and the token to send (the bare proxy ignores it).
+#[derive(Clone)]
+struct Target {
+    client: HttpClient,
+    uri: Uri,
+    authorization: String,
+}
+
+impl Target {
+    async fn get(&self) -> usize {
+        let request = Request::get(self.uri.clone())
+            .header(http::header::AUTHORIZATION, self.authorization.as_str())
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let response = self.client.request(request).await.expect("GET");
+        assert_eq!(response.status(), StatusCode::OK, "{}", self.uri);
+        let body = response.into_body().collect().await.expect("body");
+        body.to_bytes().len()
+    }
+
+    /// `n` requests by [`CONCURRENCY`] callers; each latency goes to `latencies` when given.
+    async fn load(&self, n: u64, latencies: Option<&mut Vec<Duration>>) -> Duration {
+        let callers = CONCURRENCY.min(n as usize).max(1);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..callers)
+            .map(|i| {
+                let target = self.clone();
+                let share = n / callers as u64 + u64::from((i as u64) < n % callers as u64);
+                tokio::spawn(async move {
+                    let mut samples = Vec::with_capacity(share as usize);
+                    for _ in 0..share {
+                        let t = Instant::now();
+                        black_box(target.get().await);
+                        samples.push(t.elapsed());
+                    }
+                    samples
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("caller"));
+        }
+        let elapsed = started.elapsed();
+        if let Some(latencies) = latencies {
+            latencies.extend(all);
+        }
+        elapsed
+    }
+}
+
+struct Peers {
+    gateway: Target,
+    bare: Target,
+    _system: RunningSystem,
+}
+
+impl Peers {
+    async fn start() -> Self {
+        let config = SystemConfig::ephemeral().rate_limit_per_user(10_000_000, 10_000_000);
+        let system = RunningSystem::start(config).await.expect("system");
+        let api = ApiClient::new(&system.gateway_url(), Duration::from_secs(30)).expect("api");
+        let user = signup_and_login(&api, "bench@bench.test", "member", "bench")
+            .await
+            .expect("signup");
+        let created = api
+            .post("/api/v1/events")
+            .bearer(&user.token)
+            .json(&serde_json::json!({"title": "Benchmark", "description": "one event, read many times"}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status, StatusCode::CREATED);
+        let id = created.data()["id"].as_str().expect("id").to_owned();
+        // The bare handler answers the very document the system answers.
+        let doc = api
+            .get(&format!("/api/v1/events/{id}"))
+            .bearer(&user.token)
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(doc.status, StatusCode::OK);
+
+        let events = Arc::new(HashMap::from([(id.clone(), doc.body.clone())]));
+        let upstream = serve(
+            Router::new()
+                .route("/events/{id}", get(bare_event))
+                .with_state(events),
+        )
+        .await;
+        let proxy = serve(
+            Router::new()
+                .route("/api/v1/events/{id}", get(bare_proxy))
+                .with_state(BareProxy {
+                    client: http_client(),
+                    upstream,
+                }),
+        )
+        .await;
+        let authorization = format!("Bearer {}", user.token);
+        let target = |base: String| Target {
+            client: http_client(),
+            uri: format!("{base}/api/v1/events/{id}").parse().expect("uri"),
+            authorization: authorization.clone(),
+        };
+        Peers {
+            gateway: target(system.gateway_url()),
+            bare: target(format!("http://{proxy}")),
+            _system: system,
+        }
+    }
+}
+
+/// Both peers in alternating rounds of `per_round` requests: req/s, p50, p99.
+fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
+    rt.block_on(async {
+        let mut samples = [Vec::new(), Vec::new()];
+        let mut totals = [Duration::ZERO; 2];
+        for _ in 0..rounds {
+            for (i, target) in [&peers.bare, &peers.gateway].into_iter().enumerate() {
+                totals[i] += target.load(per_round, Some(&mut samples[i])).await;
+            }
+        }
+        let mut rates = [0.0; 2];
+        for (i, id) in ["system/peer_bare_proxy", "system/gateway_get_event"]
+            .iter()
+            .enumerate()
+        {
+            let s = &mut samples[i];
+            s.sort_unstable();
+            let n = s.len();
+            rates[i] = n as f64 / totals[i].as_secs_f64();
+            println!(
+                "load/{id}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({n} requests, {CONCURRENCY} concurrent)",
+                rates[i],
+                s[n / 2].as_secs_f64() * 1e3,
+                s[n * 99 / 100].as_secs_f64() * 1e3,
+            );
+        }
+        println!(
+            "load/system: the gateway keeps {:.1} % of the bare proxy's req/s (budget >= 85 %)",
+            rates[1] / rates[0] * 100.0
+        );
+    });
+}
+
+fn system(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let peers = rt.block_on(Peers::start());
+    // Warm both pools and caches.
+    rt.block_on(async {
+        peers.gateway.load(2_000, None).await;
+        peers.bare.load(2_000, None).await;
+    });
+
+    let mut g = c.benchmark_group("system");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(10));
+    g.bench_function("peer_bare_proxy", |b| {
+        let bare = &peers.bare;
+        b.to_async(&rt)
+            .iter_custom(|iters| async move { bare.load(iters, None).await });
+    });
+    g.bench_function("gateway_get_event", |b| {
+        let gateway = &peers.gateway;
+        b.to_async(&rt)
+            .iter_custom(|iters| async move { gateway.load(iters, None).await });
+    });
+    g.finish();
+
+    // `cargo test --benches` (no --bench flag) runs everything once, quickly.
+    if std::env::args().any(|a| a == "--bench") {
+        load_report(&rt, &peers, 10, 4_000);
+    } else {
+        load_report(&rt, &peers, 1, 200);
+    }
+}
+
+criterion_group!(benches, system);
+criterion_main!(benches);
