@@ -19,7 +19,8 @@
 //! The stop/start steps use the demo-only controls
 //! `POST /demo/services/events/{stop,start}`; a gateway that answers them
 //! with 404 (not started by `forten-demo` all-in-one) gets those steps
-//! reported as skipped.
+//! reported as skipped. Around the outage it reads the gateway's
+//! `/metrics` and prints how the breaker and retry counters moved.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,6 +28,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 mod client;
+mod metrics;
 mod outage;
 mod report;
 
@@ -405,7 +407,9 @@ pub async fn run_with(
     )?;
 
     if options.outage {
-        outage::outage(&mut script, &api, &alice, wait).await?;
+        let before = metrics::Counters::scrape(&api).await?;
+        let ran = outage::outage(&mut script, &api, &alice, wait).await?;
+        metrics::report(&mut script, &api, before.as_ref(), ran).await?;
     } else {
         script.skip("events-service outage (not asked for)");
     }

@@ -194,6 +194,8 @@ async fn all_in_one(cli: &Cli) -> Result<ExitCode, SystemError> {
 }
 
 async fn one(service: Service, args: &One, common: &Common) -> Result<ExitCode, SystemError> {
+    // Before any breaker, client or bus is built (they resolve their handles then).
+    forten_examples::runtime::metrics::install();
     let keys = Keys::new(&secrets(common))?;
     let bus = bus(common);
     if matches!(bus, BusConfig::Memory(_)) && service != Service::Gateway {

@@ -3,7 +3,7 @@
 //! ([`RunningService`]), the bus connection ([`BusConfig`]), keys, service
 //! tokens and the forwarded user ([`Keys`], [`CurrentUser`]), and input
 //! handling that answers JSON:API documents, never a 500 ([`JsonObject`],
-//! [`ApiError`]).
+//! [`ApiError`]), and the process's Prometheus `/metrics` ([`metrics`]).
 
 mod accept;
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod bus;
 pub mod context;
 pub mod guard;
 pub mod input;
+pub mod metrics;
 pub mod serve;
 
 pub use auth::{CurrentUser, Keys, Secrets, USER_TOKEN_HEADER};

@@ -32,6 +32,8 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// (correlation id and trace context, echoed, a span field on every log
 /// line), [`ErrorResponseLayer`] (any error of the stack as a JSON:API
 /// document), [`DeadlineLayer`] (`x-request-timeout-ms`, capped at `max`).
+/// Every service also serves `GET /metrics` (Prometheus text) and records
+/// RED metrics per route template ([`super::metrics`]).
 /// Unknown routes and methods answer JSON:API 404 / 405; bodies are capped
 /// at [`MAX_BODY_BYTES`]; the [`Keys`] go into request extensions for
 /// [`CurrentUser`](super::auth::CurrentUser).
@@ -40,8 +42,10 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// infallible: `ErrorResponseLayer` turns the deadline's errors into documents.
 pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: &Keys) -> Router {
     router
+        .route("/metrics", axum::routing::get(super::metrics::render))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
+        .layer(super::metrics::server_metrics())
         .layer(axum::Extension(keys.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(

@@ -302,6 +302,8 @@ impl std::fmt::Debug for RunningSystem {
 impl RunningSystem {
     /// Starts the four services; on failure, stops what had started.
     pub async fn start(config: SystemConfig) -> Result<RunningSystem, SystemError> {
+        // Before any breaker, client or bus is built (they resolve their handles then).
+        crate::runtime::metrics::install();
         let keys = Keys::new(&config.secrets)?;
         let health = HealthCheckConfig {
             interval: config.health_interval,

@@ -8,18 +8,19 @@ use super::report::{Script, WalkthroughError, expect_status};
 use super::{ApiClient, User, degraded, poll_until};
 
 /// Stops events-service, shows the dashboard degrading and the circuit
-/// opening, restarts it and shows recovery.
+/// opening, restarts it and shows recovery. `Ok(false)` when the gateway has
+/// no demo controls (the steps are reported as skipped).
 pub(super) async fn outage(
     script: &mut Script,
     api: &ApiClient,
     alice: &User,
     wait: Duration,
-) -> Result<(), WalkthroughError> {
+) -> Result<bool, WalkthroughError> {
     let stop = api.post("/demo/services/events/stop").send().await?;
     if stop.status == StatusCode::NOT_FOUND {
         script
             .skip("POST /demo/services/events/stop -> 404: no demo controls, outage steps skipped");
-        return Ok(());
+        return Ok(false);
     }
     expect_status(
         script,
@@ -130,7 +131,7 @@ pub(super) async fn outage(
         "dashboard after the restart -> 200, degraded []".to_owned(),
         &format!("nothing degraded within {wait:?}"),
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// `["503 X", "503 X", "503 Y"]` -> `"503 X x2, 503 Y"`.
