@@ -39,7 +39,10 @@ where
 fn main() {
     let mut args = std::env::args().skip(1);
     let stack = args.next().unwrap_or_default();
-    let calls: u64 = args.next().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+    let calls: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
     if std::env::var_os("FORTEN_BENCH_RECORDER").is_some_and(|v| v == "1") {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
