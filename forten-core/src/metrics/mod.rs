@@ -3,8 +3,11 @@
 //! forten emits counters, gauges and histograms with the names below and
 //! forces no exporter on you: install any `metrics` recorder (for Prometheus,
 //! `metrics-exporter-prometheus`) and they appear; install none and they cost
-//! nothing beyond a branch. The README's "Metrics" section has the same table
-//! with each metric's labels.
+//! nothing beyond a branch, except that [`ServerMetricsLayer`] and the
+//! client's duration histogram still read the clock and look up their
+//! handles per request. A closed breaker's call and a retry layer's
+//! first-attempt success run no metric code at all. The README's "Metrics"
+//! section has the same table with each metric's labels.
 //!
 //! **Install the recorder before building** breakers, clients, buses and
 //! [`ServerMetricsLayer`]s: handles that are touched on every call (a

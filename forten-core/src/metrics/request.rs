@@ -2,6 +2,7 @@
 //! with the handles kept so a request costs a read lock and a hash lookup.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -32,6 +33,32 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// FNV-1a: the keys are a route label the application chose and a status
+/// code, short and not attacker-controlled, so SipHash's flood resistance
+/// buys nothing and costs a tenth of a request's metric time.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Cache = HashMap<(SharedString, u16), Handles, BuildHasherDefault<Fnv>>;
+
 #[derive(Clone)]
 struct Handles {
     requests: Option<Counter>,
@@ -60,7 +87,7 @@ pub struct RequestMetrics {
     duration: &'static str,
     first: &'static str,
     fixed: Vec<Label>,
-    handles: RwLock<HashMap<(SharedString, u16), Handles>>,
+    handles: RwLock<Cache>,
 }
 
 impl std::fmt::Debug for RequestMetrics {
@@ -104,7 +131,7 @@ impl RequestMetrics {
             duration,
             first,
             fixed,
-            handles: RwLock::new(HashMap::new()),
+            handles: RwLock::new(Cache::default()),
         }
     }
 
