@@ -37,15 +37,15 @@ pub struct Upstream {
 pub enum Failure {
     /// The client failed (its error says how).
     Client(ClientError),
-    /// The service breaker refused the call (or another error of the stack).
-    Breaker(forten_core::BoxError),
+    /// The service breaker refused the call, or the answer was unusable.
+    Other(forten_core::BoxError),
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Client(e) => e.fmt(f),
-            Failure::Breaker(e) => e.fmt(f),
+            Failure::Other(e) => e.fmt(f),
         }
     }
 }
@@ -54,7 +54,7 @@ impl Failure {
     fn into_response(self) -> Response {
         match self {
             Failure::Client(e) => upstream_failure(&e),
-            Failure::Breaker(e) => {
+            Failure::Other(e) => {
                 let rid = request_id();
                 forten_core::Error::render(e.as_ref(), rid.as_deref()).into_response()
             }
@@ -71,7 +71,7 @@ impl Upstream {
             Ok(response) => Ok(response),
             Err(e) => match e.downcast::<ClientError>() {
                 Ok(client_error) => Err(Failure::Client(*client_error)),
-                Err(other) => Err(Failure::Breaker(other)),
+                Err(other) => Err(Failure::Other(other)),
             },
         }
     }
@@ -231,7 +231,7 @@ async fn part(ups: &Upstreams, up: &Upstream, path: &str, token: Option<&str>) -
     };
     let parsed = answer.and_then(|r| {
         serde_json::from_slice::<Value>(r.body())
-            .map_err(|e| Failure::Breaker(format!("{service} answered invalid JSON: {e}").into()))
+            .map_err(|e| Failure::Other(format!("{service} answered invalid JSON: {e}").into()))
     });
     match parsed {
         Ok(mut v) => Some(v["data"].take()),
