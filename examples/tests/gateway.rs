@@ -118,6 +118,26 @@ async fn health_aggregates_the_services_and_the_registry_lists_them() {
     }
 
     let auth_url = system.service_url(Service::Auth).expect("running");
+    // writes need the registry key; reads are open
+    let fake = br#"{"name":"auth-service","address":"203.0.113.9","port":80}"#;
+    let refused = gw
+        .send(Method::POST, "/registry/services", &[], Some(fake))
+        .await;
+    refused.assert_error(401, "UNAUTHENTICATED");
+    let wrong = [("x-internal-auth", "not-the-registry-key")];
+    let refused = gw
+        .send(Method::POST, "/registry/services", &wrong, Some(fake))
+        .await;
+    refused.assert_error(401, "UNAUTHENTICATED");
+    let key = [(
+        "x-internal-auth",
+        forten_examples::runtime::auth::DEV_REGISTRY_KEY,
+    )];
+    let bad = gw
+        .send(Method::POST, "/registry/services", &key, Some(b"{}"))
+        .await;
+    bad.assert_error(400, "VALIDATION_ERROR");
+
     system.stop_service(Service::Auth).await.expect("stops");
     assert!(system.service_url(Service::Auth).is_none());
     let degraded = eventually(WAIT, "auth-service reported missing", || async {

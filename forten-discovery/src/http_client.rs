@@ -68,9 +68,18 @@ pub struct HttpRegistryBuilder {
     timeout: Duration,
     backoff: Backoff,
     wait: Duration,
+    headers: Vec<(String, String)>,
 }
 
 impl HttpRegistryBuilder {
+    /// A header sent on every call, e.g. the API key a gateway requires
+    /// before it lets an instance register (`x-internal-auth`, forten-auth's
+    /// `ApiKeyLayer`). Its value is marked sensitive (never logged).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// The path the API is mounted under (default `/registry`; `""` for the root).
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -109,10 +118,23 @@ impl HttpRegistryBuilder {
                 "the timeout must be above zero and the watch wait 1 ms to 60 s".to_owned(),
             ));
         }
+        let mut transport = Transport::new(BACKEND, self.timeout);
+        for (name, value) in &self.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                DiscoveryError::Config(format!("{name:?} is not a valid header name"))
+            })?;
+            let mut value = http::HeaderValue::from_str(value).map_err(|_| {
+                DiscoveryError::Config(format!(
+                    "the value of header {name} is not a valid header value"
+                ))
+            })?;
+            value.set_sensitive(true);
+            transport.headers.append(name, value);
+        }
         Ok(HttpRegistry {
             inner: Arc::new(Inner {
                 base: format!("{base}{prefix}"),
-                transport: Transport::new(BACKEND, self.timeout),
+                transport,
                 backoff: self.backoff,
                 wait: self.wait,
             }),
@@ -143,6 +165,7 @@ impl HttpRegistry {
             timeout: Duration::from_secs(5),
             backoff: default_backoff(),
             wait: Duration::from_secs(30),
+            headers: Vec::new(),
         }
     }
 }

@@ -382,3 +382,48 @@ async fn leases_lapse_without_heartbeats() {
         404
     );
 }
+
+#[tokio::test]
+async fn configured_headers_go_with_every_call() {
+    // A gateway that wants a key before it lets anything register.
+    let registry = MemoryRegistry::builder().ttl(TTL).build().unwrap();
+    let guarded = axum::Router::new()
+        .nest_service("/registry", RegistryServer::new(registry.clone()))
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if req
+                    .headers()
+                    .get("x-internal-auth")
+                    .map(http::HeaderValue::as_bytes)
+                    == Some(b"key-123")
+                {
+                    next.run(req).await
+                } else {
+                    axum::response::IntoResponse::into_response(http::StatusCode::UNAUTHORIZED)
+                }
+            },
+        ));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, guarded).await });
+    let instance = || {
+        forten_discovery::ServiceInstance::builder("svc", "127.0.0.1", 9)
+            .build()
+            .unwrap()
+    };
+
+    let without = HttpRegistry::new(&url).unwrap();
+    assert!(without.register(instance()).await.is_err());
+    let with = HttpRegistry::builder(&url)
+        .header("x-internal-auth", "key-123")
+        .build()
+        .unwrap();
+    let registration = with.register(instance()).await.unwrap();
+    assert_eq!(registry.discover("svc").await.unwrap().len(), 1);
+    registration.deregister().await.unwrap();
+    assert!(registry.discover("svc").await.unwrap().is_empty());
+
+    let bad = HttpRegistry::builder(&url).header("bad name", "v").build();
+    assert!(bad.unwrap_err().to_string().contains("header name"));
+    server.abort();
+}

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use forten_discovery::{AnyRegistry, HttpRegistry, MemoryRegistry};
 use forten_examples::gateway::{self, GatewayConfig};
+use forten_examples::runtime::auth::REGISTRY_KEY_HEADER;
 use forten_examples::runtime::{BusConfig, Keys, RunningService, Secrets, ServiceContext};
 use forten_examples::system::{RunningSystem, Service, SystemConfig, SystemError};
 use forten_examples::walkthrough;
@@ -64,6 +65,9 @@ struct Common {
         hide_env_values = true
     )]
     service_token_secret: Option<String>,
+    /// The key services register in the gateway's registry with (at least 16 bytes).
+    #[arg(long, env = "REGISTRY_KEY", global = true, hide_env_values = true)]
+    registry_key: Option<String>,
     /// Per-user rate limit, requests per second.
     #[arg(
         long,
@@ -113,11 +117,12 @@ fn secrets(common: &Common) -> Secrets {
             .service_token_secret
             .clone()
             .unwrap_or(dev.service_token),
+        registry_key: common.registry_key.clone().unwrap_or(dev.registry_key),
     };
     if secrets.is_dev() {
         println!(
-            "note: using the built-in development token secrets (dev defaults); \
-             set USER_TOKEN_SECRET and SERVICE_TOKEN_SECRET for anything real"
+            "note: using built-in development secrets (dev defaults); set USER_TOKEN_SECRET, \
+             SERVICE_TOKEN_SECRET and REGISTRY_KEY for anything real"
         );
     }
     secrets
@@ -194,7 +199,8 @@ async fn all_in_one(cli: &Cli) -> Result<ExitCode, SystemError> {
 }
 
 async fn one(service: Service, args: &One, common: &Common) -> Result<ExitCode, SystemError> {
-    let keys = Keys::new(&secrets(common))?;
+    let secrets = secrets(common);
+    let keys = Keys::new(&secrets)?;
     let bus = bus(common);
     if matches!(bus, BusConfig::Memory(_)) && service != Service::Gateway {
         println!(
@@ -214,7 +220,11 @@ async fn one(service: Service, args: &One, common: &Common) -> Result<ExitCode, 
     let registry = if service == Service::Gateway {
         AnyRegistry::new(hosted.clone())
     } else {
-        AnyRegistry::new(HttpRegistry::new(args.registry.clone())?)
+        AnyRegistry::new(
+            HttpRegistry::builder(args.registry.clone())
+                .header(REGISTRY_KEY_HEADER, secrets.registry_key.clone())
+                .build()?,
+        )
     };
     let ctx = ServiceContext::new(keys, bus, registry);
     let launch = match service {

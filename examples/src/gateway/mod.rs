@@ -16,6 +16,9 @@
 //! the user's token in `x-user-token` (see [`crate::runtime::auth`]); in
 //! front of the client, one breaker for the service as a whole ([`Upstream`]).
 //!
+//! The registry API's writes need the registry key (`x-internal-auth`, see
+//! [`Secrets`](crate::runtime::Secrets)); its reads are open.
+//!
 //! `/health` aggregates the services' readiness: one informational check per
 //! service (`<service>:ready`), passing while the registry holds a healthy
 //! instance of it. The gateway's own readiness does not depend on them: it
@@ -34,7 +37,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{MethodRouter, any, get, get_service, post};
 use bytes::Bytes;
 use forten_client::ServiceClient;
 use forten_core::circuit::{CircuitBreaker, CircuitBreakerBuilder};
@@ -46,7 +49,7 @@ use forten_discovery::{DiscoveryClient, MemoryRegistry, Registry, RegistryServer
 use forten_health::{Check, CheckResult};
 use http::Request;
 use http_body_util::{Either, Full};
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
 pub use proxy::{Failure, Upstream, Upstreams, forward, upstream_failure};
 
@@ -217,7 +220,7 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
         public
             .merge(protected)
             .merge(demo)
-            .nest_service("/registry", RegistryServer::new(cfg.registry.clone()))
+            .nest_service("/registry", registry_api(ctx, &cfg.registry))
             .nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
         &ctx.keys,
@@ -230,6 +233,14 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
         bus: None,
         subscriptions: Vec::new(),
     })
+}
+
+/// The registry API: reads open, writes (register, heartbeat, deregister)
+/// only with the registry key, so nobody else can put an instance of
+/// `auth-service` in front of the gateway's user tokens.
+fn registry_api(ctx: &ServiceContext, registry: &MemoryRegistry) -> MethodRouter {
+    let server = RegistryServer::new(registry.clone());
+    get_service(server.clone()).fallback_service(ctx.keys.registry_guard().layer(server))
 }
 
 async fn demo_control(

@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::FromRequestParts;
 use forten_auth::jsonwebtoken::Algorithm;
 use forten_auth::{
-    AuthError, JwtAuthLayer, KeySet, Permissions, Policy, ServiceAuth, ServiceAuthLayer,
-    SigningKey, UserClaims, VerifyingKey,
+    ApiKeyLayer, AuthError, JwtAuthLayer, KeySet, Permissions, Policy, ServiceAuth,
+    ServiceAuthLayer, SigningKey, UserClaims, VerifyingKey,
 };
 use http::request::Parts;
 use serde::Serialize;
@@ -35,16 +35,23 @@ pub const USER_TOKEN_LIFETIME: Duration = Duration::from_hours(1);
 pub const DEV_USER_TOKEN_SECRET: &str = "forten-dev-user-token-secret-not-for-production";
 /// The development secret of service tokens (printed as such by `forten-demo`).
 pub const DEV_SERVICE_TOKEN_SECRET: &str = "forten-dev-service-token-secret-not-for-production";
+/// The development key services register with (printed as such by `forten-demo`).
+pub const DEV_REGISTRY_KEY: &str = "forten-dev-registry-key-not-for-production";
+/// The header carrying the registry key (forten-auth's internal API key header).
+pub const REGISTRY_KEY_HEADER: &str = "x-internal-auth";
 /// The permission approve and reject need.
 pub const APPROVE: &str = "events:approve";
 
-/// The two HS256 secrets of the system.
+/// The system's secrets.
 #[derive(Clone)]
 pub struct Secrets {
-    /// Signs user tokens (auth-service) and verifies them (everyone).
+    /// HS256: signs user tokens (auth-service) and verifies them (everyone).
     pub user_token: String,
-    /// Signs and verifies service-to-service tokens.
+    /// HS256: signs and verifies service-to-service tokens.
     pub service_token: String,
+    /// The internal API key (`x-internal-auth`) a service must send to
+    /// register, heartbeat or deregister in the gateway's registry (reads are open).
+    pub registry_key: String,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -59,12 +66,15 @@ impl Secrets {
         Secrets {
             user_token: DEV_USER_TOKEN_SECRET.to_owned(),
             service_token: DEV_SERVICE_TOKEN_SECRET.to_owned(),
+            registry_key: DEV_REGISTRY_KEY.to_owned(),
         }
     }
 
     /// Whether these are the development secrets.
     pub fn is_dev(&self) -> bool {
-        self.user_token == DEV_USER_TOKEN_SECRET || self.service_token == DEV_SERVICE_TOKEN_SECRET
+        self.user_token == DEV_USER_TOKEN_SECRET
+            || self.service_token == DEV_SERVICE_TOKEN_SECRET
+            || self.registry_key == DEV_REGISTRY_KEY
     }
 }
 
@@ -90,6 +100,7 @@ pub struct Keys {
     service_signing: SigningKey,
     service_verifying: KeySet,
     policy: Policy,
+    registry: ApiKeyLayer,
 }
 
 #[derive(Serialize)]
@@ -135,6 +146,9 @@ impl Keys {
             .policy(policy())
             .build()?;
         let policy = policy();
+        let registry = ApiKeyLayer::builder()
+            .key(secrets.registry_key.as_bytes())
+            .build()?;
         let service_signing =
             SigningKey::hs256(secrets.service_token.as_bytes())?.with_kid("service-1");
         let service_keys = KeySet::new([
@@ -146,7 +160,13 @@ impl Keys {
             service_signing,
             service_verifying: service_keys,
             policy,
+            registry,
         })
+    }
+
+    /// The gateway's guard of registry writes (`x-internal-auth`).
+    pub fn registry_guard(&self) -> ApiKeyLayer {
+        self.registry.clone()
     }
 
     /// The role policy.
