@@ -16,7 +16,9 @@
 //! concurrent load on loopback: req/s = 1 / time per iteration. After the
 //! criterion runs, both are measured again in alternating rounds to print
 //! req/s, p50 and p99 from recorded latencies, and the ratio (DESIGN 6: the
-//! gateway keeps >= 85 % of the bare proxy's req/s). Server and load share
+//! gateway keeps >= 85 % of the bare proxy's req/s), with a breakdown line:
+//! events-service called straight (its service token and the user token, as
+//! the gateway sends them), i.e. the system without the gateway hop. Server and load share
 //! the machine's cores: the figures are relative, not a capacity.
 #![allow(missing_docs)]
 
@@ -32,7 +34,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use forten_examples::system::{RunningSystem, SystemConfig};
+use forten_examples::runtime::auth::USER_TOKEN_HEADER;
+use forten_examples::runtime::names;
+use forten_examples::system::{RunningSystem, Service, SystemConfig};
 use forten_examples::walkthrough::{ApiClient, signup_and_login};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -115,14 +119,18 @@ struct Target {
     client: HttpClient,
     uri: Uri,
     authorization: String,
+    /// The user token, for a call straight to events-service.
+    user_token: Option<String>,
 }
 
 impl Target {
     async fn get(&self) -> usize {
-        let request = Request::get(self.uri.clone())
-            .header(http::header::AUTHORIZATION, self.authorization.as_str())
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let mut request = Request::get(self.uri.clone())
+            .header(http::header::AUTHORIZATION, self.authorization.as_str());
+        if let Some(token) = &self.user_token {
+            request = request.header(USER_TOKEN_HEADER, token.as_str());
+        }
+        let request = request.body(Full::new(Bytes::new())).expect("request");
         let response = self.client.request(request).await.expect("GET");
         assert_eq!(response.status(), StatusCode::OK, "{}", self.uri);
         let body = response.into_body().collect().await.expect("body");
@@ -163,6 +171,8 @@ impl Target {
 struct Peers {
     gateway: Target,
     bare: Target,
+    /// events-service alone (no gateway hop): the breakdown line.
+    direct: Target,
     _system: RunningSystem,
 }
 
@@ -213,10 +223,26 @@ impl Peers {
             client: http_client(),
             uri: format!("{base}/api/v1/events/{id}").parse().expect("uri"),
             authorization: authorization.clone(),
+            user_token: None,
+        };
+        // Straight to events-service, as the gateway calls it: its service
+        // token in Authorization, the user's token in x-user-token.
+        let service_token = system
+            .keys()
+            .service_auth(names::GATEWAY)
+            .and_then(|a| a.token_for(names::EVENTS))
+            .expect("service token");
+        let events_url = system.service_url(Service::Events).expect("events url");
+        let direct = Target {
+            client: http_client(),
+            uri: format!("{events_url}/events/{id}").parse().expect("uri"),
+            authorization: format!("Bearer {service_token}"),
+            user_token: Some(user.token.clone()),
         };
         Peers {
             gateway: target(system.gateway_url()),
             bare: target(format!("http://{proxy}")),
+            direct,
             _system: system,
         }
     }
@@ -225,17 +251,24 @@ impl Peers {
 /// Both peers in alternating rounds of `per_round` requests: req/s, p50, p99.
 fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
     rt.block_on(async {
-        let mut samples = [Vec::new(), Vec::new()];
-        let mut totals = [Duration::ZERO; 2];
+        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+        let mut totals = [Duration::ZERO; 3];
         for _ in 0..rounds {
-            for (i, target) in [&peers.bare, &peers.gateway].into_iter().enumerate() {
+            for (i, target) in [&peers.bare, &peers.gateway, &peers.direct]
+                .into_iter()
+                .enumerate()
+            {
                 totals[i] += target.load(per_round, Some(&mut samples[i])).await;
             }
         }
-        let mut rates = [0.0; 2];
-        for (i, id) in ["system/peer_bare_proxy", "system/gateway_get_event"]
-            .iter()
-            .enumerate()
+        let mut rates = [0.0; 3];
+        for (i, id) in [
+            "system/peer_bare_proxy",
+            "system/gateway_get_event",
+            "system/breakdown/events_service_direct",
+        ]
+        .iter()
+        .enumerate()
         {
             let s = &mut samples[i];
             s.sort_unstable();
@@ -266,6 +299,7 @@ fn system(c: &mut Criterion) {
     rt.block_on(async {
         peers.gateway.load(2_000, None).await;
         peers.bare.load(2_000, None).await;
+        peers.direct.load(2_000, None).await;
     });
 
     let mut g = c.benchmark_group("system");

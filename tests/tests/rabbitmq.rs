@@ -4,6 +4,8 @@
 //! proxy); the real broker is never restarted from here.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use std::fmt::Write as _;
+
 use forten_examples::system::{RunningSystem, Service, SystemConfig};
 use forten_examples::walkthrough::{self, ApiRequest, WalkthroughOptions};
 use forten_system_tests::{
@@ -22,7 +24,6 @@ const BROKER: &str = "127.0.0.1:5672";
 /// gateway and events-service report.
 async fn retrying_503<'a>(
     system: &RunningSystem,
-    api: &'a ApiClient,
     make: impl Fn() -> ApiRequest<'a>,
 ) -> ApiResponse {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -31,13 +32,13 @@ async fn retrying_503<'a>(
         if r.status.as_u16() != 503 {
             return r;
         }
-        if tokio::time::Instant::now() >= deadline {
-            panic!(
-                "still 503 after {WAIT:?}: {}\n{}",
-                body(&r),
-                readiness(system).await
-            );
-        }
+        let now = tokio::time::Instant::now();
+        assert!(
+            now < deadline,
+            "still 503 after {WAIT:?}: {}\n{}",
+            body(&r),
+            readiness(system).await
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -55,7 +56,7 @@ async fn readiness(system: &RunningSystem) -> String {
                 .map_or_else(|e| e.to_string(), |r| body(&r)),
             Err(e) => e.to_string(),
         };
-        out.push_str(&format!("{service} /health/ready: {ready}\n"));
+        let _ = writeln!(out, "{service} /health/ready: {ready}");
     }
     out
 }
@@ -118,7 +119,7 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
             );
         }
         let key = format!("create-{n}-{}", alice.id);
-        let created = retrying_503(&system, &api, || {
+        let created = retrying_503(&system, || {
             api.post("/api/v1/events")
                 .bearer(&alice.token)
                 .header("idempotency-key", key.clone())
@@ -127,7 +128,7 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
         .await;
         assert_status(&created, 201);
         let id = created.data()["id"].as_str().unwrap().to_owned();
-        let submit = retrying_503(&system, &api, || {
+        let submit = retrying_503(&system, || {
             api.post(&format!("/api/v1/events/{id}/submit"))
                 .bearer(&alice.token)
         })
@@ -141,7 +142,7 @@ async fn a_connection_cut_mid_flow_loses_no_notification() {
     }
     proxy.cut();
     for id in &ids {
-        let approve = retrying_503(&system, &api, || {
+        let approve = retrying_503(&system, || {
             api.post(&format!("/api/v1/events/{id}/approve"))
                 .bearer(&bob.token)
         })
