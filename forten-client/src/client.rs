@@ -237,6 +237,7 @@ impl ServiceClient {
             let decision = limiter.check(&LimitKey::Global).into_inner();
             if let Ok(decision) = decision {
                 if !decision.allowed {
+                    limiter.policy().record_refusal();
                     let refused = ClientError::Resilience(forten_core::Error::RateLimited {
                         retry_after: decision.retry_after,
                     });

@@ -131,3 +131,34 @@ async fn an_outage_opens_the_instance_breaker_and_calls_are_rejected() {
         "rejected calls have no status"
     );
 }
+
+#[tokio::test]
+async fn refusals_of_the_client_rate_limit_are_counted_under_its_policy() {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let prometheus = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    let upstream = MockServer::start().await;
+    Mock::given(path("/x"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&upstream)
+        .await;
+    let policy =
+        forten_core::ratelimit::RateLimitPolicy::new("to-events", 1, Duration::from_secs(60))
+            .unwrap();
+    let client = ServiceClient::builder("events")
+        .base_url(upstream.uri())
+        .rate_limit(policy)
+        .build()
+        .unwrap();
+    client.get("/x").send().await.unwrap();
+    assert_eq!(client.get("/x").send().await.unwrap_err().status(), 429);
+    assert_eq!(client.get("/x").send().await.unwrap_err().status(), 429);
+
+    let text = prometheus.render();
+    assert_eq!(
+        sample(&text, names::RATE_LIMITED, &[("policy", "to-events")]),
+        2,
+        "each refused call once"
+    );
+}

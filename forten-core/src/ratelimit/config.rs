@@ -51,8 +51,13 @@ impl RateLimitPolicy {
         &self.name
     }
 
-    pub(crate) fn name_arc(&self) -> &Arc<str> {
-        &self.name
+    /// Counts one request this policy refused, in
+    /// `forten_rate_limited_total{policy}` (README "Metrics"). The rate-limit
+    /// layer does it for its own refusals; call it where you check a
+    /// backend yourself and refuse (forten-client's `.rate_limit` does).
+    #[cold]
+    pub fn record_refusal(&self) {
+        crate::metrics::emit::rate_limited(&self.name);
     }
 
     /// Requests per window (and the largest burst).

@@ -91,7 +91,7 @@ where
                     let policy = this.backend.policy();
                     let state_header = decision.map(|d| state_value(policy, &d));
                     if let Some(d) = decision.filter(|d| !d.allowed) {
-                        crate::metrics::emit::rate_limited(policy.name_arc());
+                        policy.record_refusal();
                         let ctx = req
                             .extensions()
                             .get::<CorrelationContext>()
