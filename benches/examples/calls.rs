@@ -7,7 +7,7 @@
 //! cargo run --profile bench -p forten-benches --example calls -- <id> <N>
 //! ```
 //!
-//! Ids: `baseline`, `retry`, `retry_no_budget`, `peer/tower_retry`,
+//! Ids: `baseline`, `peer/request_copy`, `retry`, `retry_no_budget`, `peer/tower_retry`,
 //! `peer/tower_retry_budget`, `circuit_breaker`, `peer/failsafe_breaker`,
 //! `peer/tower_resilience_breaker`; `sizes` prints the retry futures' sizes
 //! (what every move of one copies).
@@ -59,6 +59,14 @@ fn main() -> ExitCode {
             );
         }
         "baseline" => run(baseline(), n),
+        "peer/request_copy" => {
+            let mut svc = baseline();
+            for _ in 0..n {
+                let req = Request::new(());
+                black_box(forten_benches::peers::copy_request(&req));
+                black_box(call_ready(&mut svc, req).is_ok());
+            }
+        }
         "retry" => run(RetryLayer::new(RetryConfig::default()).layer(baseline()), n),
         "retry_no_budget" => {
             let config = RetryConfig::builder().no_budget().build().expect("config");

@@ -77,8 +77,9 @@ impl<E> tower::retry::Policy<Request<()>, Response<()>, E> for Budgeted {
     }
 }
 
-/// The field-by-field copy the tower docs show.
-fn copy_request(req: &Request<()>) -> Request<()> {
+/// The field-by-field copy the tower docs show: what any retry of an
+/// `http::Request` pays before a first attempt (the request is consumed by it).
+pub fn copy_request(req: &Request<()>) -> Request<()> {
     let mut copy = Request::new(());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();

@@ -1,9 +1,14 @@
 //! `retry` (first attempt succeeds, default budget) beside
-//! `peer/tower_retry_budget`, and `retry_no_budget` beside `peer/tower_retry`.
+//! `peer/tower_retry_budget`, and `retry_no_budget` beside `peer/tower_retry`;
+//! `peer/request_copy` is the floor under all of them: the baseline plus one
+//! copy of the request made and dropped, which a retry cannot skip (the first
+//! attempt consumes the request, a retry needs it again).
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::peers::{Attempts, Budgeted};
+use std::hint::black_box;
+
+use forten_benches::peers::{Attempts, Budgeted, copy_request};
 use forten_benches::{baseline, bench_counted, call_ready};
 use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
@@ -22,6 +27,13 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     let mut svc = RetryLayer::new(config).layer(baseline());
     bench_counted(g, "retry_no_budget", || {
         call_ready(&mut svc, Request::new(())).ok()
+    });
+
+    let mut svc = baseline();
+    bench_counted(g, "peer/request_copy", || {
+        let req = Request::new(());
+        black_box(copy_request(&req));
+        call_ready(&mut svc, req).ok()
     });
 
     let mut peer = tower::retry::RetryLayer::new(Attempts(3)).layer(baseline());
