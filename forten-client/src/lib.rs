@@ -56,8 +56,9 @@
 //!    outside retry so every attempt carries the *same* key, which is also what
 //!    makes the retry policy treat the POST as safe to retry.
 //! 3. **Total deadline**: the earliest of `now + total_timeout` and the calling
-//!    task's deadline becomes the request's [`Deadline`](forten_core::deadline::Deadline);
-//!    it bounds all attempts and backoffs together, and the layers below read it.
+//!    task's deadline becomes the call's [`Deadline`](forten_core::deadline::Deadline)
+//!    (the layers below read it as [`Deadline::current`](forten_core::deadline::Deadline::current));
+//!    it bounds all attempts and backoffs together.
 //! 4. **Retry with budget** ([`RetryLayer`](forten_core::retry::RetryLayer)):
 //!    retries only what is safe (DESIGN 4.5), honours `Retry-After`, stops at the
 //!    deadline and when the shared budget is empty. It sits outside instance

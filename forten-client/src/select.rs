@@ -1,10 +1,10 @@
 //! Instance selection: which instance each attempt goes to.
 //!
 //! Every attempt (the retry layer sits outside) picks an instance, skipping
-//! those whose breaker is open, rewrites the request's URI to it and records
-//! the choice in the request's extensions ([`SelectedInstance`]) for the
-//! keyed breaker inside.
+//! those whose breaker is open, rewrites the request's URI to it and tells
+//! the keyed breaker inside which instance it chose ([`instance_key`]).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -61,13 +61,10 @@ impl Instance {
     }
 
     /// The absolute URI of `path_and_query` on this instance.
-    fn uri_for(&self, path_and_query: Option<PathAndQuery>) -> Result<Uri, http::Error> {
-        let builder = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone());
+    fn uri_for(&self, path_and_query: Option<PathAndQuery>) -> Result<Uri, BoxError> {
         let pq = path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
-        if self.prefix.is_empty() {
-            builder.path_and_query(pq).build()
+        let pq = if self.prefix.is_empty() {
+            pq
         } else {
             let pq = pq.as_str();
             let joined = if pq.starts_with('/') {
@@ -75,9 +72,23 @@ impl Instance {
             } else {
                 format!("{}/{pq}", self.prefix)
             };
-            builder.path_and_query(joined).build()
-        }
+            PathAndQuery::try_from(joined)?
+        };
+        Ok(absolute(self.scheme.clone(), self.authority.clone(), pq)?)
     }
+}
+
+/// The URI from its parts (without `Uri::builder`'s chain of `Result`s).
+fn absolute(
+    scheme: Scheme,
+    authority: Authority,
+    path_and_query: PathAndQuery,
+) -> Result<Uri, http::uri::InvalidUriParts> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(scheme);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts)
 }
 
 /// Where the instances come from.
@@ -110,9 +121,26 @@ enum Chosen<'a> {
     },
 }
 
-/// The instance an attempt was sent to (request extension).
-#[derive(Debug, Clone)]
-pub(crate) struct SelectedInstance(pub(crate) Arc<str>);
+thread_local! {
+    /// The instance of the attempt being started: set by [`Select`] while
+    /// it calls the keyed breaker, which reads it at once ([`instance_key`]).
+    /// Not a request extension: one would cost the request an extension map
+    /// (and a box per attempt), and the retry layer a copy of it per call.
+    static SELECTED: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+/// Makes `id` the selected instance while `f` runs (the previous one after).
+fn with_selected<R>(id: Arc<str>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Arc<str>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SELECTED.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(SELECTED.with(|s| s.borrow_mut().replace(id)));
+    f()
+}
 
 /// What one call went through, filled in by every attempt (request
 /// extension, shared by the retry layer's copies).
@@ -131,11 +159,12 @@ impl CallInfo {
     }
 }
 
-/// The key the breaker layer reads: the selected instance.
-pub(crate) fn instance_key<B>(req: &Request<B>) -> Arc<str> {
-    req.extensions()
-        .get::<SelectedInstance>()
-        .map_or_else(|| Arc::from(""), |s| Arc::clone(&s.0))
+/// The key the breaker layer reads: the instance [`Select`] chose for the
+/// attempt it is starting (called synchronously inside its `call`).
+pub(crate) fn instance_key<B>(_req: &Request<B>) -> Arc<str> {
+    SELECTED
+        .with(|s| s.borrow().clone())
+        .unwrap_or_else(|| Arc::from(""))
 }
 
 /// The key function's type, nameable in the stack's type.
@@ -365,11 +394,7 @@ where
                 pick,
             } => {
                 let pq = path_and_query.unwrap_or_else(|| PathAndQuery::from_static("/"));
-                let uri = Uri::builder()
-                    .scheme(Scheme::HTTP)
-                    .authority(authority)
-                    .path_and_query(pq)
-                    .build();
+                let uri = absolute(Scheme::HTTP, authority, pq).map_err(Into::into);
                 (uri, id, Some(pick))
             }
         };
@@ -382,25 +407,25 @@ where
                 }));
             }
         };
-        let instance = SelectedInstance(id);
         *req.uri_mut() = uri;
         let attempt = match req.extensions().get::<Arc<CallInfo>>() {
             Some(info) => {
                 *info.instance.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Arc::clone(&instance.0));
+                    Some(Arc::clone(&id));
                 info.attempts.fetch_add(1, Ordering::Relaxed) + 1
             }
             None => 0,
         };
         tracing::debug!(
             service = %self.shared.service,
-            instance = %instance.0,
+            instance = %id,
             attempt,
             "sending attempt"
         );
-        req.extensions_mut().insert(instance);
+        let inner = &mut self.inner;
+        let future = with_selected(id, || inner.call(req));
         SelectFuture {
-            inner: Some(self.inner.call(req)),
+            inner: Some(future),
             error: None,
             pick,
         }
@@ -493,9 +518,10 @@ mod tests {
             breakers: breakers.clone(),
             load_timeout: Duration::from_secs(1),
         });
-        let inner = service_fn(|req: Request<()>| async move {
+        // the key is read in `call`, as the keyed breaker does
+        let inner = service_fn(|req: Request<()>| {
             let key = instance_key(&req);
-            Ok::<_, Infallible>(Response::new(format!("{key} {}", req.uri())))
+            async move { Ok::<_, Infallible>(Response::new(format!("{key} {}", req.uri()))) }
         });
         (
             Select {

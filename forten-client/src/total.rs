@@ -10,18 +10,31 @@ use forten_core::BoxError;
 use forten_core::deadline::Deadline;
 use http::Request;
 use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower_service::Service;
 
-/// Puts the call's [`Deadline`] into the request's extensions: the earliest of
-/// the request's own, the task's current one (a server handler's) and
+/// Makes the call's [`Deadline`] the one the layers below see: the earliest
+/// of the request's own, the task's current one (a server handler's) and
 /// `now + total`. The retry layer stops at it, the per-attempt timeout sends
 /// what is left of it as `x-request-timeout-ms`, and this service fails the
 /// call with [`Error::Timeout`](forten_core::Error::Timeout) when it passes.
+///
+/// Both read the request's `Deadline` extension first, then
+/// [`Deadline::current`]. A request that brought its own extension gets it
+/// replaced by the earliest deadline; any other carries none, and the call
+/// runs inside [`Deadline::scope`] instead: an extension would make the
+/// retry layer copy an extension map per call (three allocations, and as
+/// many again to insert it).
 #[derive(Debug, Clone)]
 pub(crate) struct TotalDeadline<S> {
     pub(crate) inner: S,
     pub(crate) total: Option<Duration>,
+    /// Whether the inner service's future arms a timer by the deadline on
+    /// its first pending poll, as the per-attempt timeout below retry does
+    /// (its budget is at most what is left of the deadline): then this
+    /// layer's own timer waits for the second (see [`TotalFuture`]).
+    pub(crate) timed_below: bool,
 }
 
 impl<S, B> Service<Request<B>> for TotalDeadline<S>
@@ -38,11 +51,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let inherited = req
-            .extensions()
-            .get::<Deadline>()
-            .copied()
-            .or_else(Deadline::current);
+        let attached = req.extensions().get::<Deadline>().copied();
+        let inherited = attached.or_else(Deadline::current);
         let now = Instant::now();
         let own = self.total.map(|total| match now.checked_add(total) {
             Some(at) => Deadline::at(at),
@@ -53,42 +63,82 @@ where
             (a, b) => a.or(b),
         };
         let Some(deadline) = deadline else {
-            return TotalFuture {
-                inner: Some(self.inner.call(req)),
-                sleep: None,
-                deadline: None,
-                budget: None,
-            };
+            return TotalFuture::new(
+                Inner::Plain {
+                    future: self.inner.call(req),
+                },
+                None,
+                None,
+                false,
+            );
         };
         if deadline.instant() <= now {
             tracing::debug!("deadline already passed: request not sent");
-            return TotalFuture {
-                inner: None,
-                sleep: None,
-                deadline: None,
-                budget: self.total,
-            };
+            return TotalFuture::new(Inner::Done, None, self.total, false);
         }
-        req.extensions_mut().insert(deadline);
-        TotalFuture {
-            inner: Some(self.inner.call(req)),
-            sleep: None,
-            deadline: Some(deadline.instant()),
-            budget: Some(deadline.instant().saturating_duration_since(now)),
-        }
+        let budget = Some(deadline.instant().saturating_duration_since(now));
+        let inner = if attached.is_some() {
+            req.extensions_mut().insert(deadline);
+            Inner::Plain {
+                future: self.inner.call(req),
+            }
+        } else {
+            let future = deadline.sync_scope(|| self.inner.call(req));
+            Inner::Scoped {
+                future: deadline.scope(future),
+            }
+        };
+        TotalFuture::new(inner, Some(deadline.instant()), budget, self.timed_below)
     }
 }
 
 pin_project! {
-    /// The inner call raced against the deadline (the timer is armed only
-    /// if the call does not answer on its first poll).
+    #[project = InnerProj]
+    enum Inner<F> {
+        // the request carries the deadline (or there is none)
+        Plain { #[pin] future: F },
+        // the deadline is the task's current one while the call is polled
+        Scoped { #[pin] future: TaskLocalFuture<Deadline, F> },
+        // the deadline passed (before the call, or while it ran)
+        Done,
+    }
+}
+
+pin_project! {
+    /// The inner call raced against the deadline.
+    ///
+    /// The timer is armed only if the call does not answer on its first
+    /// poll; in the client's stack (`timed_below`) only if it does not answer
+    /// on its second: on the first, the attempt in flight has armed its own
+    /// timer (the per-attempt timeout, never later than this deadline), so
+    /// the task is woken by the deadline at the latest, and a call answered
+    /// on that wake never touches the timer wheel for its total deadline.
     pub(crate) struct TotalFuture<F> {
         #[pin]
-        inner: Option<F>,
+        inner: Inner<F>,
         #[pin]
         sleep: Option<Sleep>,
         deadline: Option<Instant>,
         budget: Option<Duration>,
+        // whether the first pending poll leaves the timer to the inner future
+        wait_once: bool,
+    }
+}
+
+impl<F> TotalFuture<F> {
+    fn new(
+        inner: Inner<F>,
+        deadline: Option<Instant>,
+        budget: Option<Duration>,
+        wait_once: bool,
+    ) -> Self {
+        TotalFuture {
+            inner,
+            sleep: None,
+            deadline,
+            budget,
+            wait_once,
+        }
     }
 }
 
@@ -104,21 +154,28 @@ where
         let timeout = |after: Option<Duration>| -> BoxError {
             Box::new(forten_core::Error::Timeout { after })
         };
-        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
-            return Poll::Ready(Err(timeout(*this.budget)));
+        let polled = match this.inner.as_mut().project() {
+            InnerProj::Plain { future } => future.poll(cx),
+            InnerProj::Scoped { future } => future.poll(cx),
+            InnerProj::Done => return Poll::Ready(Err(timeout(*this.budget))),
         };
-        if let Poll::Ready(result) = inner.poll(cx) {
+        if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
         let Some(deadline) = *this.deadline else {
             return Poll::Pending;
         };
         if this.sleep.is_none() {
+            if *this.wait_once {
+                // the attempt's own timer wakes the task by the deadline
+                *this.wait_once = false;
+                return Poll::Pending;
+            }
             this.sleep.set(Some(sleep_until(deadline)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             if sleep.poll(cx).is_ready() {
-                this.inner.set(None);
+                this.inner.set(Inner::Done);
                 return Poll::Ready(Err(timeout(*this.budget)));
             }
         }
@@ -135,18 +192,20 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn the_deadline_goes_into_the_extensions_and_ends_a_hung_call() {
+    async fn the_deadline_is_the_inner_calls_current_one_and_ends_a_hung_call() {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
         let inner = service_fn({
             let seen = seen.clone();
             move |req: Request<()>| {
-                *seen.lock().unwrap() = req.extensions().get::<Deadline>().copied();
+                assert!(req.extensions().get::<Deadline>().is_none());
+                *seen.lock().unwrap() = Deadline::current();
                 std::future::pending::<Result<(), Infallible>>()
             }
         });
         let svc = TotalDeadline {
             inner,
             total: Some(Duration::from_secs(2)),
+            timed_below: false,
         };
         let started = Instant::now();
         let err = svc.oneshot(Request::new(())).await.unwrap_err();
@@ -155,18 +214,41 @@ mod tests {
             forten_core::Error::find(err.as_ref()),
             Some(forten_core::Error::Timeout { after: Some(d) }) if *d == Duration::from_secs(2)
         ));
-        let deadline = seen.lock().unwrap().expect("the deadline extension");
+        let deadline = seen.lock().unwrap().expect("the current deadline");
         assert_eq!(deadline.instant(), started + Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timed_below_the_attempts_timer_ends_a_hung_call_at_the_deadline() {
+        let hung = service_fn(|_req: Request<()>| std::future::pending::<Result<(), Infallible>>());
+        let inner = tower::Layer::layer(
+            &forten_core::deadline::TimeoutLayer::new(Duration::from_secs(10)),
+            hung,
+        );
+        let svc = TotalDeadline {
+            inner,
+            total: Some(Duration::from_secs(2)),
+            timed_below: true,
+        };
+        let started = Instant::now();
+        let err = svc.oneshot(Request::new(())).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert!(matches!(
+            forten_core::Error::find(err.as_ref()),
+            Some(forten_core::Error::Timeout { after: Some(d) }) if *d == Duration::from_secs(2)
+        ));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_callers_earlier_deadline_wins_and_a_passed_one_sends_nothing() {
         let inner = service_fn(|req: Request<()>| async move {
-            Ok::<_, Infallible>(req.extensions().get::<Deadline>().map(|d| d.remaining()))
+            let deadline = req.extensions().get::<Deadline>().copied();
+            Ok::<_, Infallible>(deadline.or_else(Deadline::current).map(Deadline::remaining))
         });
         let svc = TotalDeadline {
             inner,
             total: Some(Duration::from_secs(30)),
+            timed_below: false,
         };
         let left = Deadline::after(Duration::from_secs(3))
             .scope(svc.clone().oneshot(Request::new(())))
@@ -182,7 +264,11 @@ mod tests {
                 async { Ok::<_, Infallible>(()) }
             }
         });
-        let svc = TotalDeadline { inner, total: None };
+        let svc = TotalDeadline {
+            inner,
+            total: None,
+            timed_below: false,
+        };
         let mut req = Request::new(());
         req.extensions_mut().insert(Deadline::at(Instant::now()));
         let err = svc.oneshot(req).await.unwrap_err();
@@ -195,7 +281,11 @@ mod tests {
         let inner = service_fn(|req: Request<()>| async move {
             Ok::<_, Infallible>(req.extensions().get::<Deadline>().is_some())
         });
-        let svc = TotalDeadline { inner, total: None };
+        let svc = TotalDeadline {
+            inner,
+            total: None,
+            timed_below: false,
+        };
         assert!(!svc.oneshot(Request::new(())).await.unwrap());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 
 use super::{CorrelationId, TraceParent, TraceState};
@@ -187,11 +188,24 @@ impl CorrelationContext {
 
     /// Writes `x-correlation-id`, `traceparent` and `tracestate` (removing a
     /// stale one) into `headers`, replacing what was there.
+    ///
+    /// The first two values share one heap buffer, reference counted: one
+    /// allocation for both, and copies of the headers (a retry layer's copy
+    /// of the request) cost a count each rather than an allocation.
     pub fn inject(&self, headers: &mut HeaderMap) {
-        if let Ok(v) = HeaderValue::from_str(self.correlation_id.as_str()) {
+        let id = self.correlation_id.as_str().as_bytes();
+        let mut buf = HeaderBuf {
+            len: id.len() + TRACEPARENT_LEN,
+            bytes: [0; HEADER_BUF],
+        };
+        buf.bytes[..id.len()].copy_from_slice(id);
+        buf.bytes[id.len()..buf.len].copy_from_slice(&self.trace_parent.to_header_bytes());
+        let mut traceparent = Bytes::from_owner(buf);
+        let correlation_id = traceparent.split_to(id.len());
+        if let Ok(v) = HeaderValue::from_maybe_shared(correlation_id) {
             headers.insert(X_CORRELATION_ID, v);
         }
-        if let Ok(v) = HeaderValue::from_bytes(&self.trace_parent.to_header_bytes()) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(traceparent) {
             headers.insert(TRACEPARENT, v);
         }
         match self
@@ -221,6 +235,23 @@ impl CorrelationContext {
     /// The W3C tracestate, if the caller sent a valid one.
     pub fn trace_state(&self) -> Option<&TraceState> {
         self.trace_state.as_ref()
+    }
+}
+
+/// A `traceparent` of version 00.
+const TRACEPARENT_LEN: usize = 55;
+const HEADER_BUF: usize = super::MAX_CORRELATION_ID_LEN + TRACEPARENT_LEN;
+
+/// The correlation id then the traceparent, inline: the owner of the
+/// [`Bytes`] both header values are slices of.
+struct HeaderBuf {
+    len: usize,
+    bytes: [u8; HEADER_BUF],
+}
+
+impl AsRef<[u8]> for HeaderBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 

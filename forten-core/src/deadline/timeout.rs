@@ -58,9 +58,13 @@ impl<S> Layer<S> for TimeoutLayer {
     type Service = TimeoutService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        let ms = header_ms(self.timeout);
+        // cloned once so every later copy shares its buffer (a count, not an allocation)
+        let full = HeaderValue::from(ms);
         TimeoutService {
             inner,
             timeout: self.timeout,
+            full: (ms, full.clone()),
         }
     }
 }
@@ -70,6 +74,15 @@ impl<S> Layer<S> for TimeoutLayer {
 pub struct TimeoutService<S> {
     inner: S,
     timeout: Duration,
+    /// `x-request-timeout-ms` of a call offered the whole `timeout` (the
+    /// usual case when the deadline is further away), formatted once.
+    full: (u64, HeaderValue),
+}
+
+/// Whole milliseconds, at least 1 so a sub-millisecond remainder is not
+/// read as "expired" by the callee.
+fn header_ms(budget: Duration) -> u64 {
+    u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 impl<S, B> Service<Request<B>> for TimeoutService<S>
@@ -100,11 +113,13 @@ where
             tracing::debug!("deadline already passed: request not sent");
             return TimedFuture::expired(budget);
         }
-        // Whole milliseconds, at least 1 so a sub-millisecond remainder is not
-        // read as "expired" by the callee.
-        let ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1);
-        req.headers_mut()
-            .insert(X_REQUEST_TIMEOUT_MS, HeaderValue::from(ms));
+        let ms = header_ms(budget);
+        let value = if ms == self.full.0 {
+            self.full.1.clone()
+        } else {
+            HeaderValue::from(ms)
+        };
+        req.headers_mut().insert(X_REQUEST_TIMEOUT_MS, value);
         let at = now.checked_add(budget).unwrap_or(now + FAR_FUTURE);
         TimedFuture::new(self.inner.call(req), at, budget)
     }
