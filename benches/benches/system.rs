@@ -248,17 +248,63 @@ impl Peers {
     }
 }
 
+/// CPU time the process has used (user + system), from `/proc/self/stat`
+/// (clock ticks of 10 ms: measure thousands of requests at a time).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14, stime 15.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// `FORTEN_SYSTEM_ONLY`: one target alone, for a profiler.
+fn load_only(rt: &Runtime, peers: &Peers, which: &str) {
+    let target = match which {
+        "gateway" => &peers.gateway,
+        "bare" => &peers.bare,
+        "direct" => &peers.direct,
+        other => panic!("FORTEN_SYSTEM_ONLY={other}: gateway, bare or direct"),
+    };
+    let n: u64 = std::env::var("FORTEN_SYSTEM_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    rt.block_on(async {
+        let cpu = cpu_time();
+        let elapsed = target.load(n, None).await;
+        let cpu = cpu_time().saturating_sub(cpu);
+        println!(
+            "only/{which}: {n} requests, {:.0} req/s, CPU {:.1} us/request",
+            n as f64 / elapsed.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / n as f64,
+        );
+    });
+}
+
 /// Both peers in alternating rounds of `per_round` requests: req/s, p50, p99.
 fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
     rt.block_on(async {
         let mut samples = [Vec::new(), Vec::new(), Vec::new()];
         let mut totals = [Duration::ZERO; 3];
+        let mut cpu = [Duration::ZERO; 3];
         for _ in 0..rounds {
             for (i, target) in [&peers.bare, &peers.gateway, &peers.direct]
                 .into_iter()
                 .enumerate()
             {
+                let before = cpu_time();
                 totals[i] += target.load(per_round, Some(&mut samples[i])).await;
+                cpu[i] += cpu_time().saturating_sub(before);
             }
         }
         let mut rates = [0.0; 3];
@@ -275,10 +321,11 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
             let n = s.len();
             rates[i] = n as f64 / totals[i].as_secs_f64();
             println!(
-                "load/{id}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms ({n} requests, {CONCURRENCY} concurrent)",
+                "load/{id}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, CPU {:.0} us/request ({n} requests, {CONCURRENCY} concurrent)",
                 rates[i],
                 s[n / 2].as_secs_f64() * 1e3,
                 s[n * 99 / 100].as_secs_f64() * 1e3,
+                cpu[i].as_secs_f64() * 1e6 / n as f64,
             );
         }
         println!(
@@ -301,6 +348,10 @@ fn system(c: &mut Criterion) {
         peers.bare.load(2_000, None).await;
         peers.direct.load(2_000, None).await;
     });
+    if let Ok(which) = std::env::var("FORTEN_SYSTEM_ONLY") {
+        load_only(&rt, &peers, &which);
+        return;
+    }
 
     let mut g = c.benchmark_group("system");
     g.throughput(Throughput::Elements(1));

@@ -9,11 +9,12 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 
+use crate::cache::{VerifiedCache, unix_now};
 use crate::check::{AuthService, RequestCheck};
 use crate::error::{AuthError, Rejection};
-use crate::identity::{UserClaims, record_subject};
+use crate::identity::{Permissions, UserClaims, record_subject};
 use crate::jwks::JwksCache;
-use crate::keys::KeySet;
+use crate::keys::{KeySet, VerifyingKey};
 use crate::rbac::Policy;
 use crate::verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, UnknownKidHook, Verifier, VerifierSettings,
@@ -75,6 +76,7 @@ pub struct JwtAuthLayerBuilder {
     roles_claim: String,
     organisation_claim: String,
     policy: Option<Policy>,
+    cache_verified: usize,
 }
 
 impl fmt::Debug for JwtAuthLayerBuilder {
@@ -149,6 +151,16 @@ impl JwtAuthLayerBuilder {
         self
     }
 
+    /// Keeps up to `capacity` verified tokens (default 0: none), so a token
+    /// seen again is not verified again: a hit needs the very same token
+    /// string, verified against the current key set (a rotation empties the
+    /// cache), within its `exp` plus the leeway. Only accepted tokens are
+    /// kept; a full cache drops its expired entries, then all of them.
+    pub fn cache_verified(mut self, capacity: usize) -> Self {
+        self.cache_verified = capacity;
+        self
+    }
+
     /// Validates the settings.
     pub fn build(self) -> Result<JwtAuthLayer, AuthError> {
         if self.leeway > Duration::from_secs(300) {
@@ -191,6 +203,7 @@ impl JwtAuthLayerBuilder {
                     roles_claim: self.roles_claim,
                     organisation_claim: self.organisation_claim,
                     policy: self.policy,
+                    cache: VerifiedCache::new(self.cache_verified),
                 }),
             },
         })
@@ -211,6 +224,7 @@ impl JwtAuthLayer {
             roles_claim: "roles".to_owned(),
             organisation_claim: "org".to_owned(),
             policy: None,
+            cache_verified: 0,
         }
     }
 
@@ -233,6 +247,14 @@ struct CheckInner {
     roles_claim: String,
     organisation_claim: String,
     policy: Option<Policy>,
+    cache: Option<VerifiedCache<Arc<Verified>>>,
+}
+
+/// What an accepted user token gives: its claims, and the permissions its
+/// roles grant when a policy is set.
+struct Verified {
+    claims: UserClaims,
+    permissions: Option<Permissions>,
 }
 
 /// The [`RequestCheck`] of [`JwtAuthLayer`].
@@ -257,8 +279,37 @@ fn take_string(map: &mut Map<String, Value>, name: &str) -> Result<String, Rejec
 
 impl UserTokenCheck {
     fn claims(&self, token: &str) -> Result<UserClaims, Rejection> {
+        let verified = self.verified(token)?;
+        Ok(Arc::try_unwrap(verified).map_or_else(|shared| shared.claims.clone(), |v| v.claims))
+    }
+
+    /// The token's claims and permissions: from the cache, or verified (and cached).
+    fn verified(&self, token: &str) -> Result<Arc<Verified>, Rejection> {
         let inner = &*self.inner;
-        let mut map: Map<String, Value> = inner.verifier.verify(token)?;
+        let keys = inner.verifier.keys();
+        let now = unix_now();
+        if let Some(hit) = inner.cache.as_ref().and_then(|c| c.get(token, &keys, now)) {
+            return Ok(hit);
+        }
+        let claims = self.parse(token, &keys)?;
+        let permissions = inner
+            .policy
+            .as_ref()
+            .map(|p| p.permissions_for(&claims.roles));
+        let valid_through = inner.verifier.valid_through(claims.expires_at);
+        let verified = Arc::new(Verified {
+            claims,
+            permissions,
+        });
+        if let Some(cache) = &inner.cache {
+            cache.insert(token, keys, valid_through, verified.clone(), now);
+        }
+        Ok(verified)
+    }
+
+    fn parse(&self, token: &str, keys: &[VerifyingKey]) -> Result<UserClaims, Rejection> {
+        let inner = &*self.inner;
+        let mut map: Map<String, Value> = inner.verifier.verify_with(token, keys)?;
         let subject = take_string(&mut map, "sub")?;
         let issuer = take_string(&mut map, "iss")?;
         let expires_at = map
@@ -295,13 +346,15 @@ impl UserTokenCheck {
 
 impl RequestCheck for UserTokenCheck {
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
-        let claims = self.claims(bearer_token(req.headers())?)?;
+        let verified = self.verified(bearer_token(req.headers())?)?;
         let ext = req.extensions_mut();
-        record_subject(ext, &claims.subject);
-        if let Some(policy) = &self.inner.policy {
-            ext.insert(policy.permissions_for(&claims.roles));
+        record_subject(ext, &verified.claims.subject);
+        if let Some(permissions) = &verified.permissions {
+            ext.insert(permissions.clone());
         }
-        ext.insert(claims);
+        ext.insert(
+            Arc::try_unwrap(verified).map_or_else(|shared| shared.claims.clone(), |v| v.claims),
+        );
         Ok(())
     }
 }

@@ -54,6 +54,7 @@
 #![deny(missing_docs)]
 
 mod api_key;
+mod cache;
 mod check;
 mod client;
 mod error;

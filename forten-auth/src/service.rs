@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tower_layer::Layer;
 
+use crate::cache::VerifiedCache;
 use crate::check::{AuthService, RequestCheck};
 use crate::error::{AuthError, Rejection};
 use crate::identity::{Permissions, ServiceIdentity, record_subject};
@@ -317,6 +318,7 @@ pub struct ServiceAuthLayerBuilder {
     scopes: Vec<String>,
     leeway: Duration,
     max_token_bytes: usize,
+    cache_verified: usize,
 }
 
 impl ServiceAuthLayerBuilder {
@@ -358,6 +360,17 @@ impl ServiceAuthLayerBuilder {
         self
     }
 
+    /// Keeps up to `capacity` verified tokens (default 0: none), so a
+    /// caller's token, which it reuses for minutes, is verified once: a hit
+    /// needs the very same token string, verified against the current key
+    /// set (a rotation empties the cache), within its `exp` plus the leeway.
+    /// Only accepted tokens are kept; a full cache drops its expired
+    /// entries, then all of them.
+    pub fn cache_verified(mut self, capacity: usize) -> Self {
+        self.cache_verified = capacity;
+        self
+    }
+
     /// Validates the settings.
     pub fn build(self) -> Result<ServiceAuthLayer, AuthError> {
         if self.leeway > Duration::from_secs(300) {
@@ -387,6 +400,7 @@ impl ServiceAuthLayerBuilder {
             check: ServiceTokenCheck {
                 verifier: Arc::new(verifier),
                 required_scopes: self.scopes.into(),
+                cache: VerifiedCache::new(self.cache_verified).map(Arc::new),
             },
         })
     }
@@ -404,6 +418,7 @@ impl ServiceAuthLayer {
             scopes: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            cache_verified: 0,
         }
     }
 
@@ -426,6 +441,7 @@ impl<S> Layer<S> for ServiceAuthLayer {
 pub struct ServiceTokenCheck {
     verifier: Arc<Verifier>,
     required_scopes: Arc<[String]>,
+    cache: Option<Arc<VerifiedCache<(ServiceIdentity, Permissions)>>>,
 }
 
 impl fmt::Debug for ServiceTokenCheck {
@@ -438,7 +454,18 @@ impl fmt::Debug for ServiceTokenCheck {
 
 impl ServiceTokenCheck {
     fn identify(&self, token: &str) -> Result<ServiceIdentity, Rejection> {
-        let claims: ServiceClaims = self.verifier.verify(token)?;
+        self.verified(token).map(|(identity, _)| identity)
+    }
+
+    /// The caller and its scopes: from the cache, or verified (and cached).
+    fn verified(&self, token: &str) -> Result<(ServiceIdentity, Permissions), Rejection> {
+        let keys = self.verifier.keys();
+        let now = unix_now();
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token, &keys, now)) {
+            return Ok(hit);
+        }
+        let claims: ServiceClaims = self.verifier.verify_with(token, &keys)?;
+        let valid_through = self.verifier.valid_through(claims.exp);
         let scopes: Vec<String> = claims.scope.split_whitespace().map(str::to_owned).collect();
         if let Some(missing) = self
             .required_scopes
@@ -447,19 +474,30 @@ impl ServiceTokenCheck {
         {
             return Err(Rejection::MissingScope(missing.clone()));
         }
-        Ok(ServiceIdentity {
+        let permissions = Permissions::new(scopes.iter().cloned());
+        let identity = ServiceIdentity {
             name: claims.iss,
             scopes,
-        })
+        };
+        if let Some(cache) = &self.cache {
+            cache.insert(
+                token,
+                keys,
+                valid_through,
+                (identity.clone(), permissions.clone()),
+                now,
+            );
+        }
+        Ok((identity, permissions))
     }
 }
 
 impl RequestCheck for ServiceTokenCheck {
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
-        let identity = self.identify(bearer_token(req.headers())?)?;
+        let (identity, permissions) = self.verified(bearer_token(req.headers())?)?;
         let ext = req.extensions_mut();
         record_subject(ext, &identity.name);
-        ext.insert(Permissions::new(identity.scopes.iter().cloned()));
+        ext.insert(permissions);
         ext.insert(identity);
         Ok(())
     }

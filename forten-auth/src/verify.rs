@@ -38,6 +38,7 @@ pub(crate) struct Verifier {
     allowed: Vec<(Algorithm, Validation)>,
     max_token_bytes: usize,
     on_unknown_kid: Option<UnknownKidHook>,
+    leeway: u64,
 }
 
 impl Verifier {
@@ -82,11 +83,26 @@ impl Verifier {
             allowed,
             max_token_bytes: s.max_token_bytes,
             on_unknown_kid: s.on_unknown_kid,
+            leeway: s.leeway.as_secs(),
         })
     }
 
-    /// Verifies `token` and returns its claims.
-    pub(crate) fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, Rejection> {
+    /// The keys tokens are checked against now (a snapshot: a rotation makes a new one).
+    pub(crate) fn keys(&self) -> Arc<[VerifyingKey]> {
+        self.keys.snapshot()
+    }
+
+    /// The last second a token with this `exp` is accepted (`exp + leeway`).
+    pub(crate) fn valid_through(&self, exp: u64) -> u64 {
+        exp.saturating_add(self.leeway)
+    }
+
+    /// Verifies `token` against `keys` (a [`keys`](Self::keys) snapshot) and returns its claims.
+    pub(crate) fn verify_with<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        keys: &[VerifyingKey],
+    ) -> Result<C, Rejection> {
         if token.len() > self.max_token_bytes {
             return Err(Rejection::TooLarge {
                 limit: self.max_token_bytes,
@@ -109,8 +125,7 @@ impl Verifier {
             return Err(Rejection::AlgorithmNotAllowed);
         };
         // Header fields `jwk`, `jku`, `x5u`, `x5c` are never used: keys come only from the set.
-        let keys = self.keys.snapshot();
-        let key = pick_key(&keys, header.kid.as_deref(), header.alg).inspect_err(|r| {
+        let key = pick_key(keys, header.kid.as_deref(), header.alg).inspect_err(|r| {
             if let (Rejection::UnknownKey, Some(kid), Some(hook)) =
                 (r, header.kid.as_deref(), &self.on_unknown_kid)
             {

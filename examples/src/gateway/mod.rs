@@ -154,12 +154,13 @@ fn user_or_ip() -> KeyExtractor {
 /// Builds the gateway.
 pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, SystemError> {
     let discovery = DiscoveryClient::new(cfg.registry.clone());
-    let upstreams = Upstreams {
+    // Shared: axum clones a route's state for every request.
+    let upstreams = Arc::new(Upstreams {
         auth: upstream(ctx, cfg, &discovery, AUTH)?,
         events: upstream(ctx, cfg, &discovery, EVENTS)?,
         notifications: upstream(ctx, cfg, &discovery, NOTIFICATIONS)?,
         dashboard_part_timeout: cfg.upstream_timeout.min(Duration::from_secs(2)),
-    };
+    });
     let mut monitor = ctx.monitor(GATEWAY, None);
     for service in [AUTH, EVENTS, NOTIFICATIONS] {
         let registry = cfg.registry.clone();

@@ -1,6 +1,7 @@
 //! The gateway's handlers: routing `/api/v1/...` to the services through
 //! forten-client, and the dashboard that degrades instead of failing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -188,27 +189,27 @@ async fn proxy(up: &Upstream, from: &str, to: &str, req: Request) -> Response {
 }
 
 /// `POST /api/v1/auth/signup` -> auth-service `POST /users`.
-pub(super) async fn signup(State(up): State<Upstreams>, req: Request) -> Response {
+pub(super) async fn signup(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
     proxy(&up.auth, "/api/v1/auth/signup", "/users", req).await
 }
 
 /// `POST /api/v1/auth/login` -> auth-service `POST /sessions`.
-pub(super) async fn login(State(up): State<Upstreams>, req: Request) -> Response {
+pub(super) async fn login(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
     proxy(&up.auth, "/api/v1/auth/login", "/sessions", req).await
 }
 
 /// `GET /api/v1/auth/me` -> auth-service `GET /users/me`.
-pub(super) async fn me(State(up): State<Upstreams>, req: Request) -> Response {
+pub(super) async fn me(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
     proxy(&up.auth, "/api/v1/auth/me", "/users/me", req).await
 }
 
 /// `/api/v1/events...` -> events-service `/events...`.
-pub(super) async fn events(State(up): State<Upstreams>, req: Request) -> Response {
+pub(super) async fn events(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
     proxy(&up.events, "/api/v1/events", "/events", req).await
 }
 
 /// `/api/v1/notifications...` -> notification-service `/notifications...`.
-pub(super) async fn notifications(State(up): State<Upstreams>, req: Request) -> Response {
+pub(super) async fn notifications(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
     proxy(
         &up.notifications,
         "/api/v1/notifications",
@@ -246,7 +247,7 @@ async fn part(ups: &Upstreams, up: &Upstream, path: &str, token: Option<&str>) -
 /// notifications, fetched concurrently. A part whose service is down, whose
 /// circuit is open or that timed out is `null` and named in `meta.degraded`;
 /// the answer is still 200.
-pub(super) async fn dashboard(State(up): State<Upstreams>, headers: HeaderMap) -> Response {
+pub(super) async fn dashboard(State(up): State<Arc<Upstreams>>, headers: HeaderMap) -> Response {
     let token = bearer(&headers);
     let (me, events, notifications) = tokio::join!(
         part(&up, &up.auth, "/users/me", token),

@@ -15,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tower::Layer;
 
 /// How a server ends.
 #[derive(Debug, Clone, Default)]
@@ -49,9 +50,9 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, stops: Stops) {
             }
         };
         while connections.try_join_next().is_some() {}
-        let service = router
-            .clone()
-            .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer)));
+        // Around the router, not `Router::layer`: that would re-wrap every
+        // route per connection and add a boxed level to every request.
+        let service = axum::Extension(ConnectInfo::<SocketAddr>(peer)).layer(router.clone());
         let connection = builder
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();

@@ -10,6 +10,7 @@
 //! ([`CurrentUser`]): a service trusts no unsigned identity header, so a
 //! caller that reaches a service directly cannot claim to be someone else.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::FromRequestParts;
@@ -92,9 +93,23 @@ pub fn policy() -> Policy {
         .unwrap_or_default()
 }
 
+/// How many verified user tokens a service keeps (forten-auth's
+/// `cache_verified`): each request carries its user's token, so the
+/// signature check and claims parsing run once per session, not per request.
+pub const VERIFIED_USER_TOKENS: usize = 10_000;
+/// How many verified service tokens a service keeps (a caller reuses its
+/// token for minutes).
+pub const VERIFIED_SERVICE_TOKENS: usize = 64;
+
 /// The keys built from [`Secrets`]: sign and verify user and service tokens.
+/// Cloning shares them (one `Arc`: the keys go into every request's extensions).
 #[derive(Clone, Debug)]
 pub struct Keys {
+    inner: Arc<KeysInner>,
+}
+
+#[derive(Debug)]
+struct KeysInner {
     user_signing: SigningKey,
     users: JwtAuthLayer,
     service_signing: SigningKey,
@@ -144,6 +159,7 @@ impl Keys {
             )?
             .with_kid("user-1")]))
             .policy(policy())
+            .cache_verified(VERIFIED_USER_TOKENS)
             .build()?;
         let policy = policy();
         let registry = ApiKeyLayer::builder()
@@ -155,28 +171,30 @@ impl Keys {
             VerifyingKey::hs256(secrets.service_token.as_bytes())?.with_kid("service-1")
         ]);
         Ok(Keys {
-            user_signing,
-            users,
-            service_signing,
-            service_verifying: service_keys,
-            policy,
-            registry,
+            inner: Arc::new(KeysInner {
+                user_signing,
+                users,
+                service_signing,
+                service_verifying: service_keys,
+                policy,
+                registry,
+            }),
         })
     }
 
     /// The gateway's guard of registry writes (`x-internal-auth`).
     pub fn registry_guard(&self) -> ApiKeyLayer {
-        self.registry.clone()
+        self.inner.registry.clone()
     }
 
     /// The role policy.
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.inner.policy
     }
 
     /// The gateway's user-token layer (puts [`UserClaims`] and [`Permissions`] into extensions).
     pub fn user_layer(&self) -> JwtAuthLayer {
-        self.users.clone()
+        self.inner.users.clone()
     }
 
     /// Signs a user token; returns it with its lifetime.
@@ -196,18 +214,18 @@ impl Keys {
             email: user.email,
             name: user.name,
         };
-        Ok((self.user_signing.sign(&claims)?, USER_TOKEN_LIFETIME))
+        Ok((self.inner.user_signing.sign(&claims)?, USER_TOKEN_LIFETIME))
     }
 
     /// Verifies a user token.
     pub fn verify_user_token(&self, token: &str) -> Result<UserClaims, AuthError> {
-        self.users.verify(token)
+        self.inner.users.verify(token)
     }
 
     /// The calling side of service auth for the service `me`.
     pub fn service_auth(&self, me: &str) -> Result<ServiceAuth, AuthError> {
         ServiceAuth::builder(me)
-            .signing_key(self.service_signing.clone())
+            .signing_key(self.inner.service_signing.clone())
             .build()
     }
 
@@ -217,8 +235,9 @@ impl Keys {
         me: &str,
         callers: &[&str],
     ) -> Result<ServiceAuthLayer, AuthError> {
-        ServiceAuthLayer::builder(me, self.service_verifying.clone())
+        ServiceAuthLayer::builder(me, self.inner.service_verifying.clone())
             .allow_callers(callers.iter().copied())
+            .cache_verified(VERIFIED_SERVICE_TOKENS)
             .build()
     }
 }
@@ -275,7 +294,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
         let claims = keys
             .verify_user_token(token)
             .map_err(|e| ApiError::unauthenticated(format!("the user token is invalid: {e}")))?;
-        let permissions = keys.policy.permissions_for(&claims.roles);
+        let permissions = keys.inner.policy.permissions_for(&claims.roles);
         Ok(CurrentUser {
             claims,
             permissions,

@@ -39,21 +39,23 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// [`CurrentUser`](super::auth::CurrentUser).
 ///
 /// One `ServiceBuilder`, because axum wants every layer it is given to be
-/// infallible: `ErrorResponseLayer` turns the deadline's errors into documents.
+/// infallible (`ErrorResponseLayer` turns the deadline's errors into
+/// documents), and because each `Router::layer` call wraps every route in one
+/// more boxed service that is cloned and boxed again on every request.
 pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: &Keys) -> Router {
     router
         .route("/metrics", axum::routing::get(super::metrics::render))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(super::metrics::server_metrics())
-        .layer(axum::Extension(keys.clone()))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn_with_state(service, service_span))
                 .layer(CorrelationLayer::new())
                 .layer(ErrorResponseLayer::new())
-                .layer(DeadlineLayer::new(max)),
+                .layer(DeadlineLayer::new(max))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+                .layer(axum::Extension(keys.clone()))
+                .layer(super::metrics::server_metrics()),
         )
 }
 
