@@ -54,6 +54,23 @@ fn overhead(c: &mut Criterion) {
     auth::bench(&mut g);
     stack::bench(&mut g);
     g.finish();
+    paired();
+}
+
+/// The budgeted middlewares' added cost, baseline and middleware interleaved
+/// (see [`forten_benches::paired_overhead`]): the figures DESIGN 6 compares
+/// with its budgets. `FORTEN_BENCH_PAIRED=0` skips them.
+fn paired() {
+    if std::env::var_os("FORTEN_BENCH_PAIRED").is_some_and(|v| v == "0") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let _guard = rt.enter();
+    retry::paired();
+    circuit::paired();
 }
 
 criterion_group!(benches, overhead);

@@ -104,3 +104,43 @@ pub fn bench_counted<M: Measurement, R>(
         b.iter(&mut f);
     });
 }
+
+/// Rounds and calls per round of [`paired_overhead`].
+pub const PAIRED_ROUNDS: usize = 40;
+/// Calls per round of [`paired_overhead`].
+pub const PAIRED_CALLS: u32 = 20_000;
+
+/// What `f` adds per call over `baseline`, measured in interleaved rounds
+/// ([`PAIRED_ROUNDS`] of [`PAIRED_CALLS`] calls each, baseline then `f`),
+/// keeping each one's fastest round: on a virtual machine whose speed drifts
+/// from second to second, criterion's separate runs of two ids can land in
+/// different phases, while neighbouring rounds share one. Prints the figure
+/// beside `id` and returns it in nanoseconds.
+pub fn paired_overhead<A, B>(
+    id: &str,
+    mut baseline: impl FnMut() -> A,
+    mut f: impl FnMut() -> B,
+) -> f64 {
+    use std::time::Instant;
+    let round = |g: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..PAIRED_CALLS {
+            g();
+        }
+        start.elapsed().as_secs_f64() * 1e9 / f64::from(PAIRED_CALLS)
+    };
+    let (mut best_base, mut best_f) = (f64::MAX, f64::MAX);
+    for _ in 0..PAIRED_ROUNDS {
+        best_base = best_base.min(round(&mut || {
+            black_box(baseline());
+        }));
+        best_f = best_f.min(round(&mut || {
+            black_box(f());
+        }));
+    }
+    let added = best_f - best_base;
+    println!(
+        "paired/{id}: +{added:.1} ns per call over the baseline ({best_f:.1} vs {best_base:.1} ns; fastest of {PAIRED_ROUNDS} interleaved rounds of {PAIRED_CALLS} calls)"
+    );
+    added
+}

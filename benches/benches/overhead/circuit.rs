@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{bench_counted, call_ready, poll_once};
+use forten_benches::{bench_counted, call_ready, paired_overhead, poll_once};
 use forten_core::circuit::CircuitBreaker;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, service_fn};
@@ -132,4 +132,32 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
     };
     bench_counted(g, "peer/failsafe_breaker", call_failsafe);
+}
+
+/// Interleaved added costs (see `paired_overhead`): the closed breaker and its
+/// peers. Runs inside a tokio runtime (tower-resilience needs one).
+pub(crate) fn paired() {
+    let mut base = crate::baseline();
+    let mut base_call = move || call_ready(&mut base, Request::new(())).is_ok();
+    let mut svc = breaker().layer().layer(crate::baseline());
+    paired_overhead("circuit_breaker", &mut base_call, || {
+        call_ready(&mut svc, Request::new(())).is_ok()
+    });
+    let failsafe = failsafe::Config::new().build();
+    let mut inner = crate::baseline();
+    paired_overhead("peer/failsafe_breaker", &mut base_call, || {
+        use failsafe::futures::CircuitBreaker as _;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(inner.poll_ready(&mut cx).is_ready());
+        poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
+    });
+    let mut resilience = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .build()
+        .expect("valid config")
+        .layer(crate::baseline());
+    paired_overhead("peer/tower_resilience_breaker", &mut base_call, || {
+        call_ready(&mut resilience, Request::new(())).is_ok()
+    });
 }

@@ -9,7 +9,7 @@ use criterion::measurement::WallTime;
 use std::hint::black_box;
 
 use forten_benches::peers::{Attempts, Budgeted, copy_request};
-use forten_benches::{baseline, bench_counted, call_ready};
+use forten_benches::{baseline, bench_counted, call_ready, paired_overhead};
 use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
 use tower::Layer;
@@ -45,5 +45,37 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     let mut peer = tower::retry::RetryLayer::new(Budgeted::new(3)).layer(baseline());
     bench_counted(g, "peer/tower_retry_budget", || {
         call_ready(&mut peer, Request::new(())).ok()
+    });
+}
+
+/// Interleaved added costs (see `paired_overhead`): retry, its floor, its peer.
+pub(crate) fn paired() {
+    let mut base = baseline();
+    let mut base_call = move || call_ready(&mut base, Request::new(())).is_ok();
+    let mut svc = RetryLayer::new(RetryConfig::default()).layer(baseline());
+    paired_overhead("retry", &mut base_call, || {
+        call_ready(&mut svc, Request::new(())).is_ok()
+    });
+    let config = RetryConfig::builder()
+        .no_budget()
+        .build()
+        .expect("valid config");
+    let mut svc = RetryLayer::new(config).layer(baseline());
+    paired_overhead("retry_no_budget", &mut base_call, || {
+        call_ready(&mut svc, Request::new(())).is_ok()
+    });
+    let mut svc = baseline();
+    paired_overhead("peer/request_copy", &mut base_call, || {
+        let req = Request::new(());
+        black_box(copy_request(&req));
+        call_ready(&mut svc, req).is_ok()
+    });
+    let mut peer = tower::retry::RetryLayer::new(Attempts(3)).layer(baseline());
+    paired_overhead("peer/tower_retry", &mut base_call, || {
+        call_ready(&mut peer, Request::new(())).is_ok()
+    });
+    let mut peer = tower::retry::RetryLayer::new(Budgeted::new(3)).layer(baseline());
+    paired_overhead("peer/tower_retry_budget", &mut base_call, || {
+        call_ready(&mut peer, Request::new(())).is_ok()
     });
 }
