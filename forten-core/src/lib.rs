@@ -28,7 +28,6 @@ pub mod metrics;
 mod random;
 pub mod ratelimit;
 pub mod retry;
-mod spare;
 pub mod time;
 
 pub use error::Error;

@@ -14,7 +14,6 @@ use super::layer::CircuitBreakerLayer;
 use super::state::{Admission, CircuitMetrics, CircuitState, Clock, Core};
 use super::window::Outcome;
 use crate::BoxError;
-use crate::spare;
 
 /// A circuit breaker: cheap to clone, every clone is the same breaker.
 ///
@@ -32,7 +31,7 @@ pub struct CircuitBreaker {
 #[derive(Debug)]
 struct Handle {
     shared: Arc<Shared>,
-    /// One reference per stripe: a call takes its thread's (see [`SPARE`]),
+    /// One reference per stripe: a call takes its thread's (see [`acquire`]),
     /// so the reference count a call touches is not shared with other threads.
     stripes: Box<[Arc<Stripe>]>,
     /// The events' sending side. The shared state only holds a weak one, so
@@ -79,11 +78,36 @@ fn stripe_count() -> usize {
 }
 
 thread_local! {
-    /// The stripe reference this thread's last finished call gave back (see
-    /// [`crate::spare`]): a closed breaker's call then costs one atomic
-    /// operation (its count), not three. It keeps the breaker's state, not its
-    /// event channel, alive.
-    static SPARE: spare::Slot<Stripe> = const { Cell::new(None) };
+    /// The stripe reference this thread's last finished call gave back: the
+    /// next call admitted on this thread into the same stripe takes it instead
+    /// of cloning the `Arc`, so a closed breaker's call costs no reference-count
+    /// traffic (two atomic read-modify-writes, most of a call's cost otherwise).
+    /// It keeps at most one stripe (and its breaker's state, not its event
+    /// channel) alive per thread after the breaker is dropped.
+    static SPARE: Cell<Option<Arc<Stripe>>> = const { Cell::new(None) };
+}
+
+/// A reference to `stripe` for a call: this thread's spare if it is one,
+/// else a clone.
+#[inline]
+fn acquire(stripe: &Arc<Stripe>) -> Arc<Stripe> {
+    SPARE
+        .try_with(|slot| match slot.take() {
+            Some(spare) if Arc::ptr_eq(&spare, stripe) => spare,
+            other => {
+                slot.set(other);
+                Arc::clone(stripe)
+            }
+        })
+        .unwrap_or_else(|_| Arc::clone(stripe))
+}
+
+/// Gives a finished call's reference back as this thread's spare; the one it
+/// replaces (another stripe's, if any) is dropped.
+#[inline]
+fn release(stripe: Arc<Stripe>) {
+    // Fails only while the thread is being torn down: then `stripe` drops.
+    let _ = SPARE.try_with(move |slot| drop(slot.replace(Some(stripe))));
 }
 
 /// A small number per thread, handed out in turn: threads pick stripes with it.
@@ -218,7 +242,7 @@ impl CircuitBreaker {
                     .map(|_| Instant::now());
                 Ok(CallGuard {
                     call: Some(Call {
-                        stripe: spare::take(&SPARE, stripe),
+                        stripe: acquire(stripe),
                         admission,
                         started,
                     }),
@@ -283,7 +307,7 @@ impl CallGuard {
             Admission::Probe(word) => shared.core.record_probe(word, outcome, &clock),
             Admission::Passthrough => {}
         }
-        spare::give(&SPARE, call.stripe);
+        release(call.stripe);
     }
 }
 
