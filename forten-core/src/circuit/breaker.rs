@@ -24,20 +24,10 @@ use crate::BoxError;
 /// [`reset`](Self::reset).
 #[derive(Clone)]
 pub struct CircuitBreaker {
-    handle: Arc<Handle>,
-}
-
-/// What every clone of a breaker shares: one reference count per clone.
-#[derive(Debug)]
-struct Handle {
     shared: Arc<Shared>,
-    /// One reference per stripe: a call takes its thread's (see [`acquire`]),
-    /// so the reference count a call touches is not shared with other threads.
-    stripes: Box<[Arc<Stripe>]>,
-    /// The events' sending side. The shared state only holds a weak one, so
-    /// [`CircuitBreaker::subscribe`]'s streams end when the last handle is
-    /// dropped, whatever in-flight calls still hold.
-    emitter: Emitter,
+    /// One handle per stripe: a call clones its thread's handle, so the
+    /// reference count a call touches is not shared with other threads.
+    stripes: Arc<[Arc<Stripe>]>,
 }
 
 #[derive(Debug)]
@@ -77,39 +67,6 @@ fn stripe_count() -> usize {
     })
 }
 
-thread_local! {
-    /// The stripe reference this thread's last finished call gave back: the
-    /// next call admitted on this thread into the same stripe takes it instead
-    /// of cloning the `Arc`, so a closed breaker's call costs no reference-count
-    /// traffic (two atomic read-modify-writes, most of a call's cost otherwise).
-    /// It keeps at most one stripe (and its breaker's state, not its event
-    /// channel) alive per thread after the breaker is dropped.
-    static SPARE: Cell<Option<Arc<Stripe>>> = const { Cell::new(None) };
-}
-
-/// A reference to `stripe` for a call: this thread's spare if it is one,
-/// else a clone.
-#[inline]
-fn acquire(stripe: &Arc<Stripe>) -> Arc<Stripe> {
-    SPARE
-        .try_with(|slot| match slot.take() {
-            Some(spare) if Arc::ptr_eq(&spare, stripe) => spare,
-            other => {
-                slot.set(other);
-                Arc::clone(stripe)
-            }
-        })
-        .unwrap_or_else(|_| Arc::clone(stripe))
-}
-
-/// Gives a finished call's reference back as this thread's spare; the one it
-/// replaces (another stripe's, if any) is dropped.
-#[inline]
-fn release(stripe: Arc<Stripe>) {
-    // Fails only while the thread is being torn down: then `stripe` drops.
-    let _ = SPARE.try_with(move |slot| drop(slot.replace(Some(stripe))));
-}
-
 /// A small number per thread, handed out in turn: threads pick stripes with it.
 #[inline]
 fn thread_index() -> usize {
@@ -142,7 +99,7 @@ impl CircuitBreaker {
 
     pub(crate) fn with_emitter(config: CircuitBreakerConfig, emitter: Emitter) -> Self {
         let shared = Arc::new(Shared {
-            core: Core::new(config, stripe_count(), emitter.downgrade()),
+            core: Core::new(config, stripe_count(), emitter),
             base: Instant::now(),
         });
         let stripes = (0..shared.core.stripe_count())
@@ -153,13 +110,7 @@ impl CircuitBreaker {
                 })
             })
             .collect();
-        CircuitBreaker {
-            handle: Arc::new(Handle {
-                shared,
-                stripes,
-                emitter,
-            }),
-        }
+        CircuitBreaker { shared, stripes }
     }
 
     /// A layer wrapping services in this breaker, with the default HTTP classifier.
@@ -169,29 +120,28 @@ impl CircuitBreaker {
 
     /// The breaker's name.
     pub fn name(&self) -> &str {
-        &self.handle.shared.core.config().name
+        &self.shared.core.config().name
     }
 
     /// The configuration it runs with.
     pub fn config(&self) -> &CircuitBreakerConfig {
-        self.handle.shared.core.config()
+        self.shared.core.config()
     }
 
     /// The current state. An Open breaker whose wait has ended stays Open
     /// until the next call, which moves it to HalfOpen and probes.
     pub fn state(&self) -> CircuitState {
-        self.handle.shared.core.state()
+        self.shared.core.state()
     }
 
     /// A snapshot of the state and the window's counts.
     pub fn metrics(&self) -> CircuitMetrics {
-        let shared = &self.handle.shared;
-        shared.core.metrics(&shared.clock())
+        self.shared.core.metrics(&self.shared.clock())
     }
 
     /// A stream of every later transition and rejection.
     pub fn subscribe(&self) -> CircuitEvents {
-        self.handle.emitter.subscribe()
+        self.shared.core.emitter().subscribe()
     }
 
     /// Opens the breaker by hand: every call is rejected until [`reset`](Self::reset).
@@ -222,19 +172,17 @@ impl CircuitBreaker {
     }
 
     fn set_state(&self, to: CircuitState) {
-        let shared = &self.handle.shared;
-        shared.core.set_state(to, &shared.clock());
+        self.shared.core.set_state(to, &self.shared.clock());
     }
 
     /// Admits a call or returns the rejection error.
     #[inline]
     pub(crate) fn start(&self) -> Result<CallGuard, BoxError> {
-        let handle = &*self.handle;
-        let shared = &handle.shared;
+        let shared = &self.shared;
         match shared.core.admit(&shared.clock()) {
             Ok(Admission::Passthrough) => Ok(CallGuard { call: None }),
             Ok(admission) => {
-                let stripe = &handle.stripes[thread_index() & (handle.stripes.len() - 1)];
+                let stripe = &self.stripes[thread_index() & (self.stripes.len() - 1)];
                 let started = shared
                     .core
                     .config()
@@ -242,7 +190,7 @@ impl CircuitBreaker {
                     .map(|_| Instant::now());
                 Ok(CallGuard {
                     call: Some(Call {
-                        stripe: acquire(stripe),
+                        stripe: Arc::clone(stripe),
                         admission,
                         started,
                     }),
@@ -307,7 +255,6 @@ impl CallGuard {
             Admission::Probe(word) => shared.core.record_probe(word, outcome, &clock),
             Admission::Passthrough => {}
         }
-        release(call.stripe);
     }
 }
 
