@@ -18,16 +18,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::keys::VerifyingKey;
-
-/// Seconds since the Unix epoch, the clock `exp` is checked against.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
 
 struct Entry<T> {
     /// The last second (inclusive) the verifier accepts the token: `exp + leeway`.

@@ -9,7 +9,7 @@ use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
 
-use crate::cache::{VerifiedCache, unix_now};
+use crate::cache::VerifiedCache;
 use crate::check::{AuthService, RequestCheck};
 use crate::error::{AuthError, Rejection};
 use crate::identity::{Permissions, UserClaims, record_subject};
@@ -18,7 +18,7 @@ use crate::keys::{KeySet, VerifyingKey};
 use crate::rbac::Policy;
 use crate::verify::{
     DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, UnknownKidHook, Verifier, VerifierSettings,
-    bearer_token,
+    bearer_token, unix_now,
 };
 
 /// Validates user bearer tokens: an explicit algorithm allow-list, `iss` and
@@ -257,6 +257,14 @@ struct Verified {
     permissions: Option<Permissions>,
 }
 
+impl Verified {
+    /// The claims, moved out when this is the last reference (no cache),
+    /// cloned when the cache still holds it.
+    fn into_claims(this: Arc<Self>) -> UserClaims {
+        Arc::try_unwrap(this).map_or_else(|shared| shared.claims.clone(), |v| v.claims)
+    }
+}
+
 /// The [`RequestCheck`] of [`JwtAuthLayer`].
 #[derive(Clone)]
 pub struct UserTokenCheck {
@@ -279,8 +287,7 @@ fn take_string(map: &mut Map<String, Value>, name: &str) -> Result<String, Rejec
 
 impl UserTokenCheck {
     fn claims(&self, token: &str) -> Result<UserClaims, Rejection> {
-        let verified = self.verified(token)?;
-        Ok(Arc::try_unwrap(verified).map_or_else(|shared| shared.claims.clone(), |v| v.claims))
+        self.verified(token).map(Verified::into_claims)
     }
 
     /// The token's claims and permissions: from the cache, or verified (and cached).
@@ -352,9 +359,7 @@ impl RequestCheck for UserTokenCheck {
         if let Some(permissions) = &verified.permissions {
             ext.insert(permissions.clone());
         }
-        ext.insert(
-            Arc::try_unwrap(verified).map_or_else(|shared| shared.claims.clone(), |v| v.claims),
-        );
+        ext.insert(Verified::into_claims(verified));
         Ok(())
     }
 }

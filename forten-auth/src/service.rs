@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request};
@@ -20,6 +20,7 @@ use crate::identity::{Permissions, ServiceIdentity, record_subject};
 use crate::keys::{KeySet, SigningKey};
 use crate::verify::{
     Audience, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Verifier, VerifierSettings, bearer_token,
+    unix_now,
 };
 
 /// The default lifetime of a service token.
@@ -167,12 +168,6 @@ impl ServiceAuthBuilder {
             }),
         })
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl ServiceAuth {

@@ -2,7 +2,7 @@
 //! allow-list, key choice by `kid`, signature and registered claims.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, Validation};
@@ -31,6 +31,14 @@ pub(crate) struct VerifierSettings {
 }
 
 /// A ready-to-use verifier: one prebuilt [`Validation`] per allowed algorithm.
+/// Seconds since the Unix epoch: the clock `iat` is stamped with and `exp`
+/// checked against.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 pub(crate) struct Verifier {
     keys: KeySet,
     /// Each allowed algorithm with its validation (jsonwebtoken insists that
