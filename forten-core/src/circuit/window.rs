@@ -257,7 +257,9 @@ impl CountRing {
 /// from `first` on are set.
 fn tail_bits(offset: u64, len: u64, first: u64) -> u64 {
     let skip = first.saturating_sub(offset).min(len);
-    ones(len - skip) << skip
+    // `skip` is 64 when a whole 64-call segment precedes the bad calls:
+    // no bits, and a plain shift by 64 would overflow
+    ones(len - skip).checked_shl(skip as u32).unwrap_or(0)
 }
 
 fn ones(len: u64) -> u64 {
@@ -387,6 +389,25 @@ mod tests {
                 "at {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_batch_whose_failures_follow_a_whole_clean_word() {
+        // 100 calls, the last one failed: positions 0..64 hold no failure
+        let ring = CountRing::new(128);
+        ring.add(Counts {
+            calls: 100,
+            failures: 1,
+            slow: 0,
+        });
+        assert_eq!(
+            ring.counts(),
+            Counts {
+                calls: 100,
+                failures: 1,
+                slow: 0,
+            }
+        );
     }
 
     #[test]
