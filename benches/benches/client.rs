@@ -13,54 +13,25 @@
 //! batches) to print req/s, p50 and p99 (DESIGN 6 budget: the stack adds <= 15 % at p50 on loopback).
 #![allow(missing_docs)]
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use forten_benches::report_allocations;
 use forten_client::ServiceClient;
-use forten_core::backoff::Constant;
 use forten_core::correlation::CorrelationContext;
-use forten_core::retry::RetryConfig;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 
-/// A loopback HTTP/1.1 server answering every request with a 2-byte 200.
-async fn serve() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: Request<Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+#[path = "client/loopback.rs"]
+mod loopback;
+
+use loopback::{PlainClient, forten_client, no_retry_client, plain_client, serve};
 
 struct Peers {
-    plain: Client<HttpConnector, Full<Bytes>>,
+    plain: PlainClient,
     uri: http::Uri,
     forten: ServiceClient,
     /// the same stack with retries off (no request copy per call)
@@ -70,30 +41,12 @@ struct Peers {
 impl Peers {
     fn new(rt: &Runtime) -> Self {
         let addr = rt.block_on(serve());
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let plain = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let plain = plain_client();
         let uri: http::Uri = format!("http://{addr}/").parse().expect("uri");
         let (forten, no_retry) = {
             let _guard = rt.enter();
-            let forten = ServiceClient::builder("bench")
-                .base_url(format!("http://{addr}"))
-                .build()
-                .expect("client");
-            let no_retry = ServiceClient::builder("bench")
-                .base_url(format!("http://{addr}"))
-                .retry(
-                    RetryConfig::builder()
-                        .backoff(Constant::new(Duration::from_millis(1), 0).expect("backoff"))
-                        .no_budget()
-                        .build()
-                        .expect("retry"),
-                )
-                .build()
-                .expect("client");
-            (forten, no_retry)
+            let base = format!("http://{addr}");
+            (forten_client(&base), no_retry_client(&base))
         };
         Peers {
             plain,

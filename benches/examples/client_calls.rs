@@ -14,51 +14,20 @@
 //! valgrind).
 #![allow(missing_docs)]
 
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use bytes::Bytes;
 use forten_client::ServiceClient;
-use forten_core::backoff::Constant;
-use forten_core::retry::RetryConfig;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use http_body_util::BodyExt;
 
-/// A loopback HTTP/1.1 server answering every request with a 2-byte 200.
-async fn serve() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let svc = service_fn(|_req: Request<Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
+#[path = "../benches/client/loopback.rs"]
+mod loopback;
+
+use loopback::{PlainClient, forten_client, no_retry_client, plain_client, serve};
 
 enum Peer {
-    Plain(Client<HttpConnector, Full<Bytes>>, http::Uri),
+    Plain(PlainClient, http::Uri),
     Forten(ServiceClient),
 }
 
@@ -100,33 +69,9 @@ fn main() -> ExitCode {
     let peer = {
         let _guard = rt.enter();
         match id.as_str() {
-            "plain" => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .build(connector);
-                Peer::Plain(client, format!("{base}/").parse().expect("uri"))
-            }
-            "forten" => Peer::Forten(
-                ServiceClient::builder("bench")
-                    .base_url(base)
-                    .build()
-                    .expect("client"),
-            ),
-            "no_retry" => Peer::Forten(
-                ServiceClient::builder("bench")
-                    .base_url(base)
-                    .retry(
-                        RetryConfig::builder()
-                            .backoff(Constant::new(Duration::from_millis(1), 0).expect("backoff"))
-                            .no_budget()
-                            .build()
-                            .expect("retry"),
-                    )
-                    .build()
-                    .expect("client"),
-            ),
+            "plain" => Peer::Plain(plain_client(), format!("{base}/").parse().expect("uri")),
+            "forten" => Peer::Forten(forten_client(&base)),
+            "no_retry" => Peer::Forten(no_retry_client(&base)),
             other => {
                 eprintln!("unknown id {other}");
                 return ExitCode::FAILURE;

@@ -105,7 +105,7 @@ pub fn bench_counted<M: Measurement, R>(
     });
 }
 
-/// Rounds and calls per round of [`paired_overhead`].
+/// Interleaved rounds of [`paired_overhead`].
 pub const PAIRED_ROUNDS: usize = 40;
 /// Calls per round of [`paired_overhead`].
 pub const PAIRED_CALLS: u32 = 20_000;

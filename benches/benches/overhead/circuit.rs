@@ -20,6 +20,28 @@ fn breaker() -> CircuitBreaker {
         .expect("valid config")
 }
 
+/// tower-resilience's breaker around the baseline (needs a tokio runtime entered).
+fn tower_resilience_breaker() -> impl Service<Request<()>, Response = Response<()>> {
+    tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .build()
+        .expect("valid config")
+        .layer(crate::baseline())
+}
+
+/// One call through failsafe's breaker around the baseline, per call of the closure.
+fn failsafe_call() -> impl FnMut() -> bool {
+    use failsafe::futures::CircuitBreaker as _;
+    let failsafe = failsafe::Config::new().build();
+    let mut inner = crate::baseline();
+    move || {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(inner.poll_ready(&mut cx).is_ready());
+        poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
+    }
+}
+
 /// Runs `WORK` calls split over `threads` threads, each with its own clone of
 /// `svc`; returns the wall time.
 fn run_split<S>(svc: &S, threads: u64) -> Duration
@@ -113,25 +135,12 @@ pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
         .build()
         .expect("runtime");
     let _guard = rt.enter();
-    let mut resilience = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .build()
-        .expect("valid config")
-        .layer(crate::baseline());
+    let mut resilience = tower_resilience_breaker();
     bench_counted(g, "peer/tower_resilience_breaker", || {
         call_ready(&mut resilience, Request::new(())).is_ok()
     });
 
-    let failsafe = failsafe::Config::new().build();
-    let mut inner = crate::baseline();
-    let call_failsafe = || {
-        use failsafe::futures::CircuitBreaker as _;
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(inner.poll_ready(&mut cx).is_ready());
-        poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
-    };
-    bench_counted(g, "peer/failsafe_breaker", call_failsafe);
+    bench_counted(g, "peer/failsafe_breaker", failsafe_call());
 }
 
 /// Interleaved added costs (see `paired_overhead`): the closed breaker and its
@@ -143,20 +152,8 @@ pub(crate) fn paired() {
     paired_overhead("circuit_breaker", &mut base_call, || {
         call_ready(&mut svc, Request::new(())).is_ok()
     });
-    let failsafe = failsafe::Config::new().build();
-    let mut inner = crate::baseline();
-    paired_overhead("peer/failsafe_breaker", &mut base_call, || {
-        use failsafe::futures::CircuitBreaker as _;
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(inner.poll_ready(&mut cx).is_ready());
-        poll_once(failsafe.call(inner.call(Request::new(())))).is_ok()
-    });
-    let mut resilience = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
-        .failure_rate_threshold(0.5)
-        .sliding_window_size(100)
-        .build()
-        .expect("valid config")
-        .layer(crate::baseline());
+    paired_overhead("peer/failsafe_breaker", &mut base_call, failsafe_call());
+    let mut resilience = tower_resilience_breaker();
     paired_overhead("peer/tower_resilience_breaker", &mut base_call, || {
         call_ready(&mut resilience, Request::new(())).is_ok()
     });

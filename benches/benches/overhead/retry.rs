@@ -14,17 +14,21 @@ use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
 use tower::Layer;
 
+/// The default config without its budget: like for like with `peer/tower_retry`.
+fn no_budget() -> RetryConfig {
+    RetryConfig::builder()
+        .no_budget()
+        .build()
+        .expect("valid config")
+}
+
 pub(crate) fn bench(g: &mut BenchmarkGroup<'_, WallTime>) {
     // the default config: exponential backoff, 3 retries, the default budget
     let mut svc = RetryLayer::new(RetryConfig::default()).layer(baseline());
     bench_counted(g, "retry", || call_ready(&mut svc, Request::new(())).ok());
 
     // like for like with the budget-less peer below
-    let config = RetryConfig::builder()
-        .no_budget()
-        .build()
-        .expect("valid config");
-    let mut svc = RetryLayer::new(config).layer(baseline());
+    let mut svc = RetryLayer::new(no_budget()).layer(baseline());
     bench_counted(g, "retry_no_budget", || {
         call_ready(&mut svc, Request::new(())).ok()
     });
@@ -56,11 +60,7 @@ pub(crate) fn paired() {
     paired_overhead("retry", &mut base_call, || {
         call_ready(&mut svc, Request::new(())).is_ok()
     });
-    let config = RetryConfig::builder()
-        .no_budget()
-        .build()
-        .expect("valid config");
-    let mut svc = RetryLayer::new(config).layer(baseline());
+    let mut svc = RetryLayer::new(no_budget()).layer(baseline());
     paired_overhead("retry_no_budget", &mut base_call, || {
         call_ready(&mut svc, Request::new(())).is_ok()
     });
