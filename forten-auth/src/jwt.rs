@@ -27,11 +27,14 @@ use crate::verify::{
 /// [`KeySet`] or a [`JwksCache`]. Tokens over the size limit (default 8 KiB)
 /// are rejected before parsing; `jwk` / `jku` / `x5u` headers are ignored.
 ///
-/// Puts [`UserClaims`], an [`ClientIdentity`](crate::ClientIdentity)
+/// Puts the [`UserClaims`] (as `Arc<UserClaims>`: shared, so a request whose
+/// token was verified before, with [`cache_verified`](JwtAuthLayerBuilder::cache_verified),
+/// costs no copy of them), an [`ClientIdentity`](crate::ClientIdentity)
 /// and, when a [`Policy`] is set, the [`Permissions`](crate::Permissions) its roles grant into
 /// request extensions. Answers 401 itself; the inner service does not run.
 ///
 /// ```
+/// use std::sync::Arc;
 /// use forten_auth::{JwtAuthLayer, KeySet, UserClaims, VerifyingKey, jsonwebtoken::Algorithm};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
@@ -45,7 +48,7 @@ use crate::verify::{
 ///     .build()
 ///     .unwrap();
 /// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
-///     let user = req.extensions().get::<UserClaims>().unwrap().subject.clone();
+///     let user = req.extensions().get::<Arc<UserClaims>>().unwrap().subject.clone();
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(user))
 /// }));
 /// let res = svc.oneshot(http::Request::new(())).await.unwrap();
@@ -253,15 +256,18 @@ struct CheckInner {
 /// What an accepted user token gives: its claims, and the permissions its
 /// roles grant when a policy is set.
 struct Verified {
-    claims: UserClaims,
+    claims: Arc<UserClaims>,
     permissions: Option<Permissions>,
 }
 
 impl Verified {
     /// The claims, moved out when this is the last reference (no cache),
-    /// cloned when the cache still holds it.
+    /// cloned when the cache still holds them.
     fn into_claims(this: Arc<Self>) -> UserClaims {
-        Arc::try_unwrap(this).map_or_else(|shared| shared.claims.clone(), |v| v.claims)
+        match Arc::try_unwrap(this) {
+            Ok(only) => Arc::unwrap_or_clone(only.claims),
+            Err(shared) => UserClaims::clone(&shared.claims),
+        }
     }
 }
 
@@ -305,7 +311,7 @@ impl UserTokenCheck {
             .map(|p| p.permissions_for(&claims.roles));
         let valid_through = inner.verifier.valid_through(claims.expires_at);
         let verified = Arc::new(Verified {
-            claims,
+            claims: Arc::new(claims),
             permissions,
         });
         if let Some(cache) = &inner.cache {
@@ -359,7 +365,7 @@ impl RequestCheck for UserTokenCheck {
         if let Some(permissions) = &verified.permissions {
             ext.insert(permissions.clone());
         }
-        ext.insert(Verified::into_claims(verified));
+        ext.insert(Arc::clone(&verified.claims));
         Ok(())
     }
 }

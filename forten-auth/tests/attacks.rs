@@ -372,7 +372,7 @@ async fn claims_reach_the_handler() {
     let svc = l.layer(tower::service_fn(|req: http::Request<()>| async move {
         let c = req
             .extensions()
-            .get::<forten_auth::UserClaims>()
+            .get::<std::sync::Arc<forten_auth::UserClaims>>()
             .unwrap()
             .clone();
         let subject = req

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use forten_auth::jsonwebtoken::Algorithm;
 use forten_auth::{
@@ -43,9 +45,9 @@ fn user_setup() -> (SigningKey, KeySet, JwtAuthLayer) {
 }
 
 /// What the handler saw: the claims and permissions in extensions.
-async fn seen(layer: &JwtAuthLayer, token: &str) -> Result<(UserClaims, Permissions), u16> {
+async fn seen(layer: &JwtAuthLayer, token: &str) -> Result<(Arc<UserClaims>, Permissions), u16> {
     let svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
-        let claims = req.extensions().get::<UserClaims>().cloned();
+        let claims = req.extensions().get::<Arc<UserClaims>>().cloned();
         let permissions = req.extensions().get::<Permissions>().cloned();
         Ok::<_, std::convert::Infallible>(Response::new(claims.zip(permissions)))
     }));
@@ -66,11 +68,13 @@ async fn a_token_seen_again_passes_with_the_same_claims_and_permissions() {
     let first = seen(&layer, &token).await.unwrap();
     let again = seen(&layer, &token).await.unwrap();
     assert_eq!(first, again);
+    // The hit hands out the cached claims themselves, not a copy.
+    assert!(Arc::ptr_eq(&first.0, &again.0));
     assert_eq!(again.0.subject, "ada");
     assert_eq!(again.0.organisation.as_deref(), Some("acme"));
     assert!(again.1.contains("events:read"));
     // Outside a stack too.
-    assert_eq!(layer.verify(&token).unwrap(), first.0);
+    assert_eq!(layer.verify(&token).unwrap(), *first.0);
 }
 
 #[tokio::test]
