@@ -17,6 +17,8 @@
 //! [`KeySet`]: crate::KeySet
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use crate::keys::VerifyingKey;
@@ -30,7 +32,44 @@ struct Entry<T> {
 struct State<T> {
     /// The key set every entry was verified against.
     keys: Option<Arc<[VerifyingKey]>>,
-    entries: HashMap<Box<str>, Entry<T>>,
+    entries: HashMap<Box<str>, Entry<T>, TailHash>,
+}
+
+/// How many bytes of a token's end are hashed.
+const HASHED_TAIL: usize = 32;
+
+/// Hashes a token by its length and its last [`HASHED_TAIL`] bytes (with
+/// std's randomly keyed SipHash), not the whole string: a token ends with its
+/// signature, which tells tokens apart, and a 300-byte token costs a tenth of
+/// the hashing. Equality still compares whole tokens, so a hit is still the
+/// very bytes that were verified; tokens sharing a tail only share a bucket.
+#[derive(Clone, Default)]
+struct TailHash(RandomState);
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(std::hash::DefaultHasher);
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write_usize(bytes.len());
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// Verified tokens and what their check produced (`T`), at most `capacity`.
@@ -46,7 +85,7 @@ impl<T: Clone> VerifiedCache<T> {
             capacity,
             state: RwLock::new(State {
                 keys: None,
-                entries: HashMap::new(),
+                entries: HashMap::default(),
             }),
         })
     }
@@ -123,6 +162,20 @@ mod tests {
 
     fn keys() -> Arc<[VerifyingKey]> {
         Arc::from(vec![VerifyingKey::hs256(&[7u8; 32]).unwrap()])
+    }
+
+    #[test]
+    fn tokens_sharing_a_tail_are_still_told_apart() {
+        let cache = VerifiedCache::new(8).unwrap();
+        let set = keys();
+        let tail = "s".repeat(HASHED_TAIL);
+        let (a, b) = (format!("aaaa.{tail}"), format!("bbbb.{tail}"));
+        cache.insert(&a, set.clone(), 100, 1u32, 50);
+        cache.insert(&b, set.clone(), 100, 2u32, 50);
+        assert_eq!(cache.get(&a, &set, 50), Some(1));
+        assert_eq!(cache.get(&b, &set, 50), Some(2));
+        assert_eq!(cache.get(&format!("cccc.{tail}"), &set, 50), None);
+        assert_eq!(cache.get("short", &set, 50), None);
     }
 
     #[test]
