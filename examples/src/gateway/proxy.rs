@@ -11,12 +11,16 @@ use bytes::Bytes;
 use forten_client::{ClientError, RequestBuilder, ServiceClient};
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationContext;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
 
 use crate::runtime::USER_TOKEN_HEADER;
 use crate::runtime::input::{ApiError, MAX_BODY_BYTES};
+
+/// [`USER_TOKEN_HEADER`] as a ready header name: a name parsed from a string
+/// that is not one of the standard headers is a heap copy every time.
+const USER_TOKEN: HeaderName = HeaderName::from_static(USER_TOKEN_HEADER);
 
 /// One service as the gateway calls it: forten-client's [`ServiceClient`]
 /// (discovery, retries, a breaker per instance) behind a breaker for the
@@ -68,6 +72,10 @@ impl Upstream {
     /// status is a response.
     pub async fn send(&self, call: RequestBuilder) -> Result<http::Response<Bytes>, Failure> {
         let (client, req) = call.build().map_err(Failure::Client)?;
+        // `execute` rather than the client's own `Service` impl: the request
+        // is already buffered, and its future is a named type (no box, no
+        // second copy of the stack).
+        let client = tower::service_fn(move |req| client.execute(req));
         match self.breaker.layer().layer(client).oneshot(req).await {
             Ok(response) => Ok(response),
             Err(e) => match e.downcast::<ClientError>() {
@@ -137,7 +145,7 @@ pub async fn forward(
 ) -> Response {
     let mut call = up.client.request(method, path_and_query);
     if let Some(token) = bearer(headers) {
-        call = call.header(USER_TOKEN_HEADER, token);
+        call = call.header(USER_TOKEN, token);
     }
     if !body.is_empty() {
         call = call
@@ -223,7 +231,7 @@ pub(super) async fn notifications(State(up): State<Arc<Upstreams>>, req: Request
 async fn part(ups: &Upstreams, up: &Upstream, path: &str, token: Option<&str>) -> Option<Value> {
     let mut call = up.client.get(path).timeout(ups.dashboard_part_timeout);
     if let Some(t) = token {
-        call = call.header(USER_TOKEN_HEADER, t);
+        call = call.header(USER_TOKEN, t);
     }
     let service = up.client.service();
     let answer = match up.send(call).await {
