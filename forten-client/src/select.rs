@@ -240,7 +240,7 @@ impl SelectShared {
                             }));
                         }
                     };
-                    let id: Arc<str> = pick.instance().id.as_str().into();
+                    let id = Arc::clone(pick.instance_id());
                     if admits(&self.breakers, &id) {
                         return picked(id, pick);
                     }
@@ -275,16 +275,14 @@ impl SelectShared {
 }
 
 fn picked(id: Arc<str>, pick: Pick) -> Result<Chosen<'static>, BoxError> {
-    let base = pick.base_url();
-    let authority = base
-        .strip_prefix("http://")
-        .unwrap_or(&base)
-        .parse::<Authority>()
-        .map_err(|e| -> BoxError {
-            Box::new(forten_core::Error::UpstreamUnavailable {
-                detail: format!("instance {id} has an unusable address {base:?}: {e}"),
-            })
-        })?;
+    let Some(authority) = pick.authority().cloned() else {
+        return Err(Box::new(forten_core::Error::UpstreamUnavailable {
+            detail: format!(
+                "instance {id} has an unusable address {:?}: not a valid host:port",
+                pick.base_url()
+            ),
+        }));
+    };
     Ok(Chosen::Picked {
         id,
         authority,

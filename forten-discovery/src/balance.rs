@@ -33,6 +33,11 @@ pub enum LoadBalancer {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) instance: ServiceInstance,
+    /// The instance id, shared: handed to callers without a copy per pick.
+    pub(crate) id: Arc<str>,
+    /// `host:port` of the base URL, parsed once; `None` when the address
+    /// is not a valid URI authority.
+    pub(crate) authority: Option<http::uri::Authority>,
     outstanding: AtomicU32,
     /// Smooth weighted round robin's running weight (guarded by the view's WRR lock).
     current_weight: Mutex<i64>,
@@ -84,7 +89,13 @@ impl PeakEwma {
 
 impl Endpoint {
     pub(crate) fn new(instance: ServiceInstance) -> Self {
+        let base = instance.base_url();
+        let authority = base
+            .strip_prefix("http://")
+            .and_then(|a| a.parse::<http::uri::Authority>().ok());
         Endpoint {
+            id: Arc::from(instance.id.as_str()),
+            authority,
             instance,
             outstanding: AtomicU32::new(0),
             current_weight: Mutex::new(0),

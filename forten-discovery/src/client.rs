@@ -181,6 +181,10 @@ impl DiscoveryClient {
             .services
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Looked up first: the name is copied only the first time.
+        if let Some(view) = services.get(name) {
+            return Arc::clone(view);
+        }
         Arc::clone(services.entry(name.to_owned()).or_default())
     }
 
@@ -321,6 +325,20 @@ impl Pick {
     /// The picked instance's base URL.
     pub fn base_url(&self) -> String {
         self.endpoint.instance.base_url()
+    }
+
+    /// The picked instance's id, shared: cloning it counts a reference
+    /// instead of copying the string.
+    pub fn instance_id(&self) -> &Arc<str> {
+        &self.endpoint.id
+    }
+
+    /// The `host:port` of the [`base_url`](Self::base_url) as a URI
+    /// authority, parsed once when the instance was discovered (cloning it
+    /// counts a reference); `None` when the instance's address is not a valid
+    /// authority.
+    pub fn authority(&self) -> Option<&http::uri::Authority> {
+        self.endpoint.authority.as_ref()
     }
 
     /// When the pick was made.

@@ -130,6 +130,37 @@ async fn try_pick_needs_a_loaded_view() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_pick_carries_its_id_and_authority_parsed_once() {
+    let registry = MemoryRegistry::new();
+    for (id, address) in [
+        ("v4", "127.0.0.1"),
+        ("v6", "::1"),
+        ("named", "events.internal"),
+    ] {
+        let instance = ServiceInstance::builder(id, address, 8080)
+            .id(id)
+            .build()
+            .unwrap();
+        registry.register(instance).await.unwrap();
+    }
+    let client = DiscoveryClient::new(registry);
+    let v4 = client.pick("v4").await.unwrap();
+    assert_eq!(&**v4.instance_id(), "v4");
+    assert_eq!(v4.authority().unwrap().as_str(), "127.0.0.1:8080");
+    // The same shared id on every pick: no copy per request.
+    let again = client.pick("v4").await.unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        v4.instance_id(),
+        again.instance_id()
+    ));
+    let v6 = client.pick("v6").await.unwrap();
+    assert_eq!(v6.authority().unwrap().as_str(), "[::1]:8080");
+    assert_eq!(v6.base_url(), "http://[::1]:8080");
+    let named = client.pick("named").await.unwrap();
+    assert_eq!(named.authority().unwrap().as_str(), "events.internal:8080");
+}
+
+#[tokio::test(start_paused = true)]
 async fn feeds_tower_p2c_balance() {
     let registry = MemoryRegistry::new();
     let _r = three(&registry, [1, 1, 1]).await;
