@@ -2,12 +2,11 @@
 //! graceful stop.
 
 use std::net::SocketAddr;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
 use forten_core::error::ErrorResponseLayer;
@@ -16,8 +15,9 @@ use forten_events::SubscriptionHandle;
 use forten_health::HealthMonitor;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tower::ServiceBuilder;
+use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
 use super::accept::{Stops, serve};
 use super::auth::Keys;
@@ -49,7 +49,7 @@ pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: 
         .method_not_allowed_fallback(wrong_method)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn_with_state(service, service_span))
+                .layer(ServiceSpanLayer(service))
                 // Handlers and the layers inside read both from the task
                 // (`current()`), so neither goes into request extensions too:
                 // that saves two boxed values a request.
@@ -64,14 +64,51 @@ pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: 
 
 /// A span per request naming the service, so every log line says which
 /// service wrote it (the correlation span inside adds `correlation_id`).
-async fn service_span(State(service): State<&'static str>, req: Request, next: Next) -> Response {
-    let span = tracing::info_span!(
-        "request",
-        service,
-        method = %req.method(),
-        path = req.uri().path(),
-    );
-    next.run(req).instrument(span).await
+/// A small layer rather than `axum::middleware::from_fn`, which boxes the
+/// rest of the stack and its future on every request.
+#[derive(Debug, Clone, Copy)]
+struct ServiceSpanLayer(&'static str);
+
+impl<S> Layer<S> for ServiceSpanLayer {
+    type Service = ServiceSpan<S>;
+
+    fn layer(&self, inner: S) -> ServiceSpan<S> {
+        ServiceSpan {
+            service: self.0,
+            inner,
+        }
+    }
+}
+
+/// The service of [`ServiceSpanLayer`].
+#[derive(Debug, Clone)]
+struct ServiceSpan<S> {
+    service: &'static str,
+    inner: S,
+}
+
+impl<S, B> Service<http::Request<B>> for ServiceSpan<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let span = tracing::info_span!(
+            "request",
+            service = self.service,
+            method = %req.method(),
+            path = req.uri().path(),
+        );
+        let inner = &mut self.inner;
+        span.in_scope(|| inner.call(req)).instrument(span)
+    }
 }
 
 /// The health-check URL a service registers.
