@@ -43,7 +43,9 @@ use forten_client::ServiceClient;
 use forten_core::circuit::{CircuitBreaker, CircuitBreakerBuilder};
 use forten_core::error::ErrorResponseLayer;
 use forten_core::idempotency::{ClientIdentity, IdempotencyLayer, MemoryStore};
-use forten_core::ratelimit::{GovernorBackend, KeyExtractor, RateLimitLayer, RateLimitPolicy};
+use forten_core::ratelimit::{
+    GovernorBackend, KeyExtractor, LimitKey, RateLimitLayer, RateLimitPolicy,
+};
 use forten_core::retry::RetryConfig;
 use forten_discovery::{DiscoveryClient, MemoryRegistry, Registry, RegistryServer};
 use forten_health::{Check, CheckResult};
@@ -138,16 +140,17 @@ fn upstream(
     })
 }
 
-/// The rate-limit key: the user (`sub`) when authenticated, else the client IP.
+/// The rate-limit key: the user (`sub`) when authenticated, else the client IP
+/// (axum's `ConnectInfo`, which the default extractor does not read).
 fn user_or_ip() -> KeyExtractor {
-    KeyExtractor::from_fn(|parts| {
+    KeyExtractor::new(|parts| {
         if let Some(id) = parts.extensions.get::<ClientIdentity>() {
-            return Some(format!("user:{}", id.as_str()));
+            return LimitKey::Client(id.as_arc());
         }
         parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| format!("ip:{}", c.0.ip()))
+            .map_or(LimitKey::Global, |c| LimitKey::Ip(c.0.ip()))
     })
 }
 

@@ -118,6 +118,25 @@ impl Default for KeyExtractor {
 }
 
 impl KeyExtractor {
+    /// A key chosen by `f`, which answers the [`LimitKey`] itself: no string
+    /// is built per request (compare [`from_fn`](Self::from_fn)).
+    ///
+    /// ```
+    /// use forten_core::idempotency::ClientIdentity;
+    /// use forten_core::ratelimit::{KeyExtractor, LimitKey};
+    ///
+    /// // The authenticated client, else one shared budget for the anonymous.
+    /// let keys = KeyExtractor::new(|parts| match parts.extensions.get::<ClientIdentity>() {
+    ///     Some(id) => LimitKey::Client(id.as_arc()),
+    ///     None => LimitKey::Global,
+    /// });
+    /// let (parts, ()) = http::Request::new(()).into_parts();
+    /// assert_eq!(keys.key(&parts), LimitKey::Global);
+    /// ```
+    pub fn new(f: impl Fn(&Parts) -> LimitKey + Send + Sync + 'static) -> Self {
+        KeyExtractor(Arc::new(f))
+    }
+
     /// The [`ClientIdentity`] in the request extensions, else the peer IP,
     /// else the global budget. The default.
     pub fn client_or_ip() -> Self {
