@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use forten_core::idempotency::ClientIdentity;
 use http::Request;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use tower_layer::Layer;
 use crate::cache::VerifiedCache;
 use crate::check::{AuthService, RequestCheck};
 use crate::error::{AuthError, Rejection};
-use crate::identity::{Permissions, UserClaims, record_subject};
+use crate::identity::{Permissions, UserClaims};
 use crate::jwks::JwksCache;
 use crate::keys::{KeySet, VerifyingKey};
 use crate::rbac::Policy;
@@ -257,6 +258,9 @@ struct CheckInner {
 /// roles grant when a policy is set.
 struct Verified {
     claims: Arc<UserClaims>,
+    /// The subject as the identity other layers scope by (shared, so a
+    /// cached token's requests do not copy it).
+    identity: ClientIdentity,
     permissions: Option<Permissions>,
 }
 
@@ -311,6 +315,7 @@ impl UserTokenCheck {
             .map(|p| p.permissions_for(&claims.roles));
         let valid_through = inner.verifier.valid_through(claims.expires_at);
         let verified = Arc::new(Verified {
+            identity: ClientIdentity::new(claims.subject.as_str()),
             claims: Arc::new(claims),
             permissions,
         });
@@ -361,7 +366,7 @@ impl RequestCheck for UserTokenCheck {
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
         let verified = self.verified(bearer_token(req.headers())?)?;
         let ext = req.extensions_mut();
-        record_subject(ext, &verified.claims.subject);
+        ext.insert(verified.identity.clone());
         if let Some(permissions) = &verified.permissions {
             ext.insert(permissions.clone());
         }
