@@ -47,6 +47,30 @@ async fn a_passed_deadline_is_a_504_document_with_the_request_id() {
     assert_eq!(doc.errors[0].meta.request_id.as_deref(), Some("slow-1"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn the_request_id_comes_from_the_task_when_nothing_is_in_extensions() {
+    let handler = service_fn(|req: Request<()>| async move {
+        assert!(
+            req.extensions().is_empty(),
+            "no context copied into the request"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        Ok::<_, Infallible>(Response::new(http_body_util::Empty::<bytes::Bytes>::new()))
+    });
+    let svc = ServiceBuilder::new()
+        .layer(CorrelationLayer::new().request_extension(false))
+        .layer(ErrorResponseLayer::new())
+        .layer(DeadlineLayer::new(Duration::from_secs(1)).request_extension(false))
+        .service(handler);
+    let req = Request::builder()
+        .header("x-correlation-id", "task-1")
+        .body(())
+        .unwrap();
+    let (status, doc) = document(svc.oneshot(req).await.unwrap()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(doc.errors[0].meta.request_id.as_deref(), Some("task-1"));
+}
+
 #[tokio::test]
 async fn handler_errors_become_documents_and_successes_pass_through() {
     let handler = service_fn(|req: Request<()>| async move {

@@ -107,13 +107,14 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         // Only the correlation id is needed (for meta.requestId), and only on
-        // error; keep that rather than the whole context (no tracestate Arc).
+        // error: the request's own context is kept (its id, not the whole
+        // context); the task's is looked up only when an error is rendered.
         let request_id = req
             .extensions()
             .get::<CorrelationContext>()
-            .map(|c| c.correlation_id().clone())
-            .or_else(|| CorrelationContext::current().map(|c| c.correlation_id().clone()));
+            .map(|c| c.correlation_id().clone());
         if let Some(e) = self.not_ready.take() {
+            let request_id = request_id.or_else(current_id);
             let request_id = request_id.as_ref().map(CorrelationId::as_str);
             let response = Some(Error::render(e.as_ref(), request_id));
             return ErrorResponseFuture {
@@ -171,6 +172,7 @@ where
                 Poll::Ready(Ok(response)) => Poll::Ready(Ok(response.map(Either::Left))),
                 Poll::Ready(Err(e)) => {
                     let e: BoxError = e.into();
+                    let request_id = request_id.take().or_else(current_id);
                     let request_id = request_id.as_ref().map(CorrelationId::as_str);
                     let response = Error::render(e.as_ref(), request_id);
                     Poll::Ready(Ok(response.map(Either::Right)))
@@ -178,4 +180,9 @@ where
             },
         }
     }
+}
+
+/// The correlation id of the task's context, if it runs inside one.
+fn current_id() -> Option<CorrelationId> {
+    CorrelationContext::current().map(|c| c.correlation_id().clone())
 }
