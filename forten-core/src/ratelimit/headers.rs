@@ -49,7 +49,9 @@ pub fn state_value(policy: &RateLimitPolicy, decision: &Decision) -> HeaderValue
     s.push_str(itoa::Buffer::new().format(decision.remaining));
     s.push_str(";t=");
     s.push_str(itoa::Buffer::new().format(ceil_secs(decision.reset_after)));
-    HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
+    // The string's buffer becomes the value (no second copy, once per response).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
 #[cfg(test)]
