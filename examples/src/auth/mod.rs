@@ -99,7 +99,7 @@ pub async fn launch(ctx: &ServiceContext, store: AuthStore) -> Result<Launch, Sy
         AUTH,
         internal.nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
-        &ctx.keys,
+        Some(&ctx.keys),
     );
     Ok(Launch {
         name: AUTH,

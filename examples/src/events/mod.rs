@@ -85,7 +85,7 @@ pub async fn launch(
         EVENTS,
         internal.nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
-        &ctx.keys,
+        Some(&ctx.keys),
     );
     Ok(Launch {
         name: EVENTS,

@@ -227,7 +227,7 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
             .nest_service("/registry", registry_api(ctx, &cfg.registry))
             .nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
-        &ctx.keys,
+        None,
     );
     Ok(Launch {
         name: GATEWAY,

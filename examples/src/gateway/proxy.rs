@@ -169,7 +169,7 @@ pub async fn forward(
 }
 
 /// Reads a request's body (at most [`MAX_BODY_BYTES`]; a JSON:API 413 beyond).
-async fn body_of(req: Request) -> Result<(Method, String, HeaderMap, Bytes), ApiError> {
+async fn body_of(req: Request) -> Result<(http::request::Parts, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -178,22 +178,22 @@ async fn body_of(req: Request) -> Result<(Method, String, HeaderMap, Bytes), Api
                 limit: MAX_BODY_BYTES,
             })
         })?;
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    Ok((parts.method, pq, parts.headers, bytes))
+    Ok((parts, bytes))
 }
 
 /// Proxies `/api/v1/<prefix>...` to `client` as `<to>...`.
 async fn proxy(up: &Upstream, from: &str, to: &str, req: Request) -> Response {
-    let (method, pq, headers, body) = match body_of(req).await {
+    let (parts, body) = match body_of(req).await {
         Ok(x) => x,
         Err(e) => return e.into_response(),
     };
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
     let rest = pq.strip_prefix(from).unwrap_or("");
     let target = format!("{to}{rest}");
-    forward(up, method, &target, &headers, body).await
+    forward(up, parts.method, &target, &parts.headers, body).await
 }
 
 /// `POST /api/v1/auth/signup` -> auth-service `POST /users`.

@@ -104,7 +104,7 @@ pub async fn launch(
         NOTIFICATIONS,
         internal.nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
-        &ctx.keys,
+        Some(&ctx.keys),
     );
     Ok(Launch {
         name: NOTIFICATIONS,

@@ -35,14 +35,20 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// Every service also serves `GET /metrics` (Prometheus text) and records
 /// RED metrics per route template ([`super::metrics`]).
 /// Unknown routes and methods answer JSON:API 404 / 405; bodies are capped
-/// at [`MAX_BODY_BYTES`]; the [`Keys`] go into request extensions for
-/// [`CurrentUser`](super::auth::CurrentUser).
+/// at [`MAX_BODY_BYTES`]; the [`Keys`], when given, go into request
+/// extensions for [`CurrentUser`](super::auth::CurrentUser) (the gateway,
+/// which has no such handler, passes `None`).
 ///
 /// One `ServiceBuilder`, because axum wants every layer it is given to be
 /// infallible (`ErrorResponseLayer` turns the deadline's errors into
 /// documents), and because each `Router::layer` call wraps every route in one
 /// more boxed service that is cloned and boxed again on every request.
-pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: &Keys) -> Router {
+pub fn server_stack(
+    service: &'static str,
+    router: Router,
+    max: Duration,
+    keys: Option<&Keys>,
+) -> Router {
     router
         .route("/metrics", axum::routing::get(super::metrics::render))
         .fallback(no_route)
@@ -57,7 +63,7 @@ pub fn server_stack(service: &'static str, router: Router, max: Duration, keys: 
                 .layer(ErrorResponseLayer::new())
                 .layer(DeadlineLayer::new(max).request_extension(false))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-                .layer(axum::Extension(keys.clone()))
+                .option_layer(keys.map(|k| axum::Extension(k.clone())))
                 .layer(super::metrics::server_metrics()),
         )
 }
