@@ -9,12 +9,14 @@
 //! `/metrics` shows the same registry (the gateway's breakers and client
 //! calls, every service's server requests by `route`, the bus).
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use axum::extract::MatchedPath;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use forten_core::metrics::ServerMetricsLayer;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// The Prometheus text exposition format's content type.
@@ -61,6 +63,53 @@ pub fn server_metrics() -> ServerMetricsLayer {
         parts
             .extensions
             .get::<MatchedPath>()
-            .map(|p| p.as_str().to_owned().into())
+            .map(|p| route_label(p.as_str()))
     })
+}
+
+/// Route templates seen so far, kept for the process's life: a label per
+/// request then costs a lookup instead of a fresh copy of the string.
+static ROUTES: RwLock<Option<HashSet<&'static str>>> = RwLock::new(None);
+
+/// At most this many templates are kept (a router has a few dozen); any
+/// beyond are copied per request, as before.
+const MAX_ROUTES: usize = 1024;
+
+/// The label of route template `route`.
+fn route_label(route: &str) -> SharedString {
+    let known = ROUTES.read().unwrap_or_else(PoisonError::into_inner);
+    if let Some(r) = known.as_ref().and_then(|set| set.get(route)) {
+        return SharedString::const_str(r);
+    }
+    drop(known);
+    let mut known = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
+    let set = known.get_or_insert_with(HashSet::new);
+    if let Some(r) = set.get(route) {
+        return SharedString::const_str(r);
+    }
+    if set.len() >= MAX_ROUTES {
+        return route.to_owned().into();
+    }
+    let kept: &'static str = Box::leak(route.into());
+    set.insert(kept);
+    SharedString::const_str(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_route_label_is_kept_once_and_reused() {
+        let a = route_label("/events/{id}/approve");
+        let b = route_label(&String::from("/events/{id}/approve"));
+        assert_eq!(a, b);
+        assert_eq!(&*a, "/events/{id}/approve");
+        let set = ROUTES.read().unwrap();
+        let kept = set.as_ref().unwrap().get("/events/{id}/approve").unwrap();
+        assert!(
+            std::ptr::eq(kept.as_ptr(), (*b).as_ptr()),
+            "the same kept copy"
+        );
+    }
 }
