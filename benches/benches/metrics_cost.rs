@@ -3,7 +3,9 @@
 //! `calls` calls through one stack; run it under `perf stat -e
 //! instructions:u` with N and 2N calls: the difference over N is the
 //! per-call cost, setup cancelled out. `FORTEN_BENCH_RECORDER=1` installs the
-//! Prometheus recorder first, as in the `overhead` group.
+//! Prometheus recorder first, as in the `overhead` group. Run by cargo
+//! (`cargo bench`, `cargo test --benches`: no stack named, only cargo's
+//! flags), it makes a few calls through every stack, as a smoke test.
 #![allow(missing_docs)]
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -36,25 +38,46 @@ where
     }
 }
 
+/// Every stack [`one`] knows.
+const STACKS: [&str; 6] = [
+    "baseline",
+    "circuit_breaker",
+    "circuit_breaker_rejected",
+    "retry",
+    "full_stack",
+    "server_metrics",
+];
+
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let stack = args.next().unwrap_or_default();
-    let calls: u64 = args
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000_000);
     if std::env::var_os("FORTEN_BENCH_RECORDER").is_some_and(|v| v == "1") {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .install_recorder()
             .expect("no recorder installed yet");
     }
+    let mut args = std::env::args().skip(1).filter(|a| !a.starts_with("--"));
+    let Some(stack) = args.next() else {
+        // Started by cargo's bench or test runner: a smoke run of each stack.
+        for stack in STACKS {
+            one(stack, 1_000);
+        }
+        return;
+    };
+    let calls: u64 = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1_000_000);
+    one(&stack, calls);
+}
+
+/// `calls` calls through the stack named `stack`.
+fn one(stack: &str, calls: u64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .expect("runtime");
     let _guard = rt.enter();
     let breaker = || CircuitBreaker::builder("bench").build().expect("valid");
-    match stack.as_str() {
+    match stack {
         "baseline" => run(baseline(), calls),
         "circuit_breaker" => run(breaker().layer().layer(baseline()), calls),
         "circuit_breaker_rejected" => {
