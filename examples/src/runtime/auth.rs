@@ -192,7 +192,7 @@ impl Keys {
         &self.inner.policy
     }
 
-    /// The gateway's user-token layer (puts [`UserClaims`] and [`Permissions`] into extensions).
+    /// The gateway's user-token layer (puts `Arc<`[`UserClaims`]`>` and [`Permissions`] into extensions).
     pub fn user_layer(&self) -> JwtAuthLayer {
         self.inner.users.clone()
     }
