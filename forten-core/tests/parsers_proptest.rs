@@ -26,6 +26,25 @@ proptest! {
     }
 
     #[test]
+    fn a_traceparent_with_any_byte_not_lowercase_hex_is_refused(
+        trace in 1u128.., parent in 1u64.., flags in any::<u8>(),
+        at in prop::sample::select((0..2).chain(3..35).chain(36..52).chain(53..55).collect::<Vec<usize>>()),
+        bad in any::<u8>().prop_filter("not lowercase hex", |b| !b.is_ascii_digit() && !(b'a'..=b'f').contains(b)),
+    ) {
+        let tp = TraceParent::new(
+            TraceId::from_u128(trace).unwrap(),
+            SpanId::from_u64(parent).unwrap(),
+            TraceFlags::new(flags),
+        );
+        let mut bytes = tp.to_header_bytes().to_vec();
+        bytes[at] = bad;
+        // Not always UTF-8 (a byte over 0x7f alone is not): parse the text when it is one.
+        if let Ok(text) = String::from_utf8(bytes) {
+            prop_assert!(TraceParent::parse(&text).is_err(), "{text:?} was accepted");
+        }
+    }
+
+    #[test]
     fn traceparent_round_trips(trace in 1u128.., parent in 1u64.., flags in any::<u8>()) {
         let tp = TraceParent::new(
             TraceId::from_u128(trace).unwrap(),

