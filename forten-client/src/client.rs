@@ -177,9 +177,10 @@ impl ServiceClient {
         self.clone().execute_owned(req)
     }
 
-    /// [`execute`](Self::execute) on a clone the caller already owns (a
-    /// request builder's): the stack is moved into the call, not cloned again.
-    pub(crate) fn execute_owned(self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
+    /// [`execute`](Self::execute) on a client the caller owns (a clone it
+    /// made, or the one [`RequestBuilder::build`] hands back): the stack is
+    /// moved into the call instead of cloned again.
+    pub fn execute_owned(self, mut req: Request<Full<Bytes>>) -> ResponseFuture {
         let ServiceClient { stack, shared } = self;
         let shared = &shared;
         let span = tracing::info_span!(

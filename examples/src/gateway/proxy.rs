@@ -72,16 +72,51 @@ impl Upstream {
     /// status is a response.
     pub async fn send(&self, call: RequestBuilder) -> Result<http::Response<Bytes>, Failure> {
         let (client, req) = call.build().map_err(Failure::Client)?;
-        // `execute` rather than the client's own `Service` impl: the request
-        // is already buffered, and its future is a named type (no box, no
-        // second copy of the stack).
-        let client = tower::service_fn(move |req| client.execute(req));
-        match self.breaker.layer().layer(client).oneshot(req).await {
+        match self
+            .breaker
+            .layer()
+            .layer(Once(Some(client)))
+            .oneshot(req)
+            .await
+        {
             Ok(response) => Ok(response),
             Err(e) => match e.downcast::<ClientError>() {
                 Ok(client_error) => Err(Failure::Client(*client_error)),
                 Err(other) => Err(Failure::Other(other)),
             },
+        }
+    }
+}
+
+/// The client as a service for one call: [`ServiceClient::execute_owned`]
+/// rather than the client's own `Service` impl, which boxes its future and
+/// buffers the body again; and the builder's clone of the client moves into
+/// the call instead of being cloned once more.
+struct Once(Option<ServiceClient>);
+
+impl tower::Service<http::Request<http_body_util::Full<Bytes>>> for Once {
+    type Response = http::Response<Bytes>;
+    type Error = ClientError;
+    type Future = futures::future::Either<
+        forten_client::ResponseFuture,
+        std::future::Ready<Result<http::Response<Bytes>, ClientError>>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ClientError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<http_body_util::Full<Bytes>>) -> Self::Future {
+        match self.0.take() {
+            Some(client) => futures::future::Either::Left(client.execute_owned(req)),
+            None => futures::future::Either::Right(std::future::ready(Err(
+                ClientError::InvalidRequest {
+                    detail: "a one-call client was called twice".to_owned(),
+                },
+            ))),
         }
     }
 }
