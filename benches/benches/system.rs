@@ -27,7 +27,10 @@
 //! events-service), with a breakdown line:
 //! events-service called straight (its service token and the user token, as
 //! the gateway sends them), i.e. the system without the gateway hop. Server and load share
-//! the machine's cores: the figures are relative, not a capacity.
+//! the machine's cores: the figures are relative, not a capacity. The
+//! gateway's share is also given per round (median and range), since each
+//! round's pair ran back to back; `FORTEN_SYSTEM_ROUNDS` sets how many
+//! rounds (default 10, of 4,000 requests per target).
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
@@ -352,13 +355,21 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
         let mut samples: [Vec<Duration>; 4] = Default::default();
         let mut totals = [Duration::ZERO; 4];
         let mut cpu = [Duration::ZERO; 4];
+        // The gateway's share of its peer in each round: the two ran
+        // back to back, so the VM's speed drifts less between them than
+        // across the whole run.
+        let mut shares = Vec::with_capacity(rounds);
         for _ in 0..rounds {
+            let mut round = [Duration::ZERO; 4];
             for (i, (_, target)) in targets.iter().enumerate() {
                 let before = cpu_time();
-                totals[i] += target.load(per_round, Some(&mut samples[i])).await;
+                round[i] = target.load(per_round, Some(&mut samples[i])).await;
+                totals[i] += round[i];
                 cpu[i] += cpu_time().saturating_sub(before);
             }
+            shares.push(round[0].as_secs_f64() / round[1].as_secs_f64() * 100.0);
         }
+        shares.sort_by(f64::total_cmp);
         let mut rates = [0.0; 4];
         for (i, (id, _)) in targets.iter().enumerate() {
             let s = &mut samples[i];
@@ -376,6 +387,12 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
         println!(
             "load/system: the gateway keeps {:.1} % of the req/s of a bare proxy to the same events-service (budget >= 85 %)",
             rates[1] / rates[0] * 100.0
+        );
+        println!(
+            "load/system: per round of {per_round} requests: median {:.1} %, lowest {:.1} %, highest {:.1} % ({rounds} rounds)",
+            shares[shares.len() / 2],
+            shares[0],
+            shares[shares.len() - 1],
         );
         println!(
             "load/system: and {:.1} % of a bare proxy to a map lookup (no forten anywhere; breakdown)",
@@ -425,7 +442,12 @@ fn system(c: &mut Criterion) {
 
     // `cargo test --benches` (no --bench flag) runs everything once, quickly.
     if std::env::args().any(|a| a == "--bench") {
-        load_report(&rt, &peers, 10, 4_000);
+        let rounds = std::env::var("FORTEN_SYSTEM_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&r| r > 0)
+            .unwrap_or(10);
+        load_report(&rt, &peers, rounds, 4_000);
     } else {
         load_report(&rt, &peers, 1, 200);
     }
