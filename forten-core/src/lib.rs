@@ -28,6 +28,7 @@ pub mod metrics;
 mod random;
 pub mod ratelimit;
 pub mod retry;
+mod spare;
 pub mod time;
 
 pub use error::Error;

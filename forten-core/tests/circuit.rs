@@ -584,3 +584,29 @@ async fn keyed_breakers_are_independent_lazy_and_evicted_when_idle() {
     breakers2.get_or_create(&"y".into());
     assert_eq!(breakers2.keys(), vec!["y".to_owned()]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_event_stream_ends_with_the_last_handle_even_with_a_call_in_flight() {
+    let (breaker, svc) = setup(base());
+    let mut events = breaker.subscribe();
+    // a finished call first: its thread keeps a spare reference to the breaker's state
+    assert_eq!(send(&svc, Req::Status(200)).await.unwrap(), 200);
+    let (gate, rx) = oneshot::channel();
+    let mut caller = svc.clone();
+    caller.ready().await.unwrap();
+    let in_flight = caller.call(Req::Gate(rx));
+    drop((caller, svc, breaker));
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), events.next())
+            .await
+            .unwrap()
+            .is_none(),
+        "the stream ends when the last handle goes, not when the last call does"
+    );
+    gate.send(200).unwrap();
+    assert_eq!(
+        in_flight.await.unwrap().status(),
+        200,
+        "the call still finishes"
+    );
+}

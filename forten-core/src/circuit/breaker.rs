@@ -14,6 +14,7 @@ use super::layer::CircuitBreakerLayer;
 use super::state::{Admission, CircuitMetrics, CircuitState, Clock, Core};
 use super::window::Outcome;
 use crate::BoxError;
+use crate::spare;
 
 /// A circuit breaker: cheap to clone, every clone is the same breaker.
 ///
@@ -24,10 +25,20 @@ use crate::BoxError;
 /// [`reset`](Self::reset).
 #[derive(Clone)]
 pub struct CircuitBreaker {
+    handle: Arc<Handle>,
+}
+
+/// What every clone of a breaker shares: one reference count per clone.
+#[derive(Debug)]
+struct Handle {
     shared: Arc<Shared>,
-    /// One handle per stripe: a call clones its thread's handle, so the
-    /// reference count a call touches is not shared with other threads.
-    stripes: Arc<[Arc<Stripe>]>,
+    /// One reference per stripe: a call takes its thread's (see [`SPARE`]),
+    /// so the reference count a call touches is not shared with other threads.
+    stripes: Box<[Arc<Stripe>]>,
+    /// The events' sending side. The shared state only holds a weak one, so
+    /// [`CircuitBreaker::subscribe`]'s streams end when the last handle is
+    /// dropped, whatever in-flight calls still hold.
+    emitter: Emitter,
 }
 
 #[derive(Debug)]
@@ -67,6 +78,14 @@ fn stripe_count() -> usize {
     })
 }
 
+thread_local! {
+    /// The stripe reference this thread's last finished call gave back (see
+    /// [`crate::spare`]): a closed breaker's call then costs one atomic
+    /// operation (its count), not three. It keeps the breaker's state, not its
+    /// event channel, alive.
+    static SPARE: spare::Slot<Stripe> = const { Cell::new(None) };
+}
+
 /// A small number per thread, handed out in turn: threads pick stripes with it.
 #[inline]
 fn thread_index() -> usize {
@@ -99,7 +118,7 @@ impl CircuitBreaker {
 
     pub(crate) fn with_emitter(config: CircuitBreakerConfig, emitter: Emitter) -> Self {
         let shared = Arc::new(Shared {
-            core: Core::new(config, stripe_count(), emitter),
+            core: Core::new(config, stripe_count(), emitter.downgrade()),
             base: Instant::now(),
         });
         let stripes = (0..shared.core.stripe_count())
@@ -110,7 +129,13 @@ impl CircuitBreaker {
                 })
             })
             .collect();
-        CircuitBreaker { shared, stripes }
+        CircuitBreaker {
+            handle: Arc::new(Handle {
+                shared,
+                stripes,
+                emitter,
+            }),
+        }
     }
 
     /// A layer wrapping services in this breaker, with the default HTTP classifier.
@@ -120,28 +145,29 @@ impl CircuitBreaker {
 
     /// The breaker's name.
     pub fn name(&self) -> &str {
-        &self.shared.core.config().name
+        &self.handle.shared.core.config().name
     }
 
     /// The configuration it runs with.
     pub fn config(&self) -> &CircuitBreakerConfig {
-        self.shared.core.config()
+        self.handle.shared.core.config()
     }
 
     /// The current state. An Open breaker whose wait has ended stays Open
     /// until the next call, which moves it to HalfOpen and probes.
     pub fn state(&self) -> CircuitState {
-        self.shared.core.state()
+        self.handle.shared.core.state()
     }
 
     /// A snapshot of the state and the window's counts.
     pub fn metrics(&self) -> CircuitMetrics {
-        self.shared.core.metrics(&self.shared.clock())
+        let shared = &self.handle.shared;
+        shared.core.metrics(&shared.clock())
     }
 
     /// A stream of every later transition and rejection.
     pub fn subscribe(&self) -> CircuitEvents {
-        self.shared.core.emitter().subscribe()
+        self.handle.emitter.subscribe()
     }
 
     /// Opens the breaker by hand: every call is rejected until [`reset`](Self::reset).
@@ -172,17 +198,19 @@ impl CircuitBreaker {
     }
 
     fn set_state(&self, to: CircuitState) {
-        self.shared.core.set_state(to, &self.shared.clock());
+        let shared = &self.handle.shared;
+        shared.core.set_state(to, &shared.clock());
     }
 
     /// Admits a call or returns the rejection error.
     #[inline]
     pub(crate) fn start(&self) -> Result<CallGuard, BoxError> {
-        let shared = &self.shared;
+        let handle = &*self.handle;
+        let shared = &handle.shared;
         match shared.core.admit(&shared.clock()) {
             Ok(Admission::Passthrough) => Ok(CallGuard { call: None }),
             Ok(admission) => {
-                let stripe = &self.stripes[thread_index() & (self.stripes.len() - 1)];
+                let stripe = &handle.stripes[thread_index() & (handle.stripes.len() - 1)];
                 let started = shared
                     .core
                     .config()
@@ -190,7 +218,7 @@ impl CircuitBreaker {
                     .map(|_| Instant::now());
                 Ok(CallGuard {
                     call: Some(Call {
-                        stripe: Arc::clone(stripe),
+                        stripe: spare::take(&SPARE, stripe),
                         admission,
                         started,
                     }),
@@ -255,6 +283,7 @@ impl CallGuard {
             Admission::Probe(word) => shared.core.record_probe(word, outcome, &clock),
             Admission::Passthrough => {}
         }
+        spare::give(&SPARE, call.stripe);
     }
 }
 

@@ -64,14 +64,15 @@ impl Emitter {
         }
     }
 
-    pub(crate) fn has_subscribers(&self) -> bool {
-        self.subscribers.load(Ordering::Relaxed) > 0
-    }
-
-    pub(crate) fn emit(&self, event: CircuitEvent) {
-        if self.has_subscribers() {
-            // An error only means every receiver went away meanwhile.
-            let _ = self.sender.send(event);
+    /// A handle that emits while this emitter (or a clone) lives, without
+    /// keeping the channel open: what a breaker's shared state holds, so that
+    /// the streams end when the last breaker handle is dropped even though
+    /// in-flight calls (and thread-local spares, see `breaker.rs`) still keep
+    /// that state alive.
+    pub(crate) fn downgrade(&self) -> WeakEmitter {
+        WeakEmitter {
+            sender: self.sender.downgrade(),
+            subscribers: Arc::clone(&self.subscribers),
         }
     }
 
@@ -85,13 +86,38 @@ impl Emitter {
     }
 }
 
+/// The emitting side a breaker's state keeps: see [`Emitter::downgrade`].
+#[derive(Debug, Clone)]
+pub(crate) struct WeakEmitter {
+    sender: broadcast::WeakSender<CircuitEvent>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl WeakEmitter {
+    pub(crate) fn has_subscribers(&self) -> bool {
+        self.subscribers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Sends `event` to the subscribers, if any, while a breaker handle lives.
+    pub(crate) fn emit(&self, event: CircuitEvent) {
+        if self.has_subscribers() {
+            if let Some(sender) = self.sender.upgrade() {
+                // An error only means every receiver went away meanwhile.
+                let _ = sender.send(event);
+            }
+        }
+    }
+}
+
 /// A stream of [`CircuitEvent`]s, from [`CircuitBreaker::subscribe`](super::CircuitBreaker::subscribe).
 ///
 /// Events are buffered per subscriber up to the configured capacity
 /// ([`event_capacity`](super::CircuitBreakerBuilder::event_capacity)); a
 /// subscriber that falls further behind skips the oldest ones and
 /// [`lagged`](Self::lagged) says how many it missed. The stream ends when
-/// the breaker is dropped.
+/// the breaker is dropped: its last clone and every service built from it
+/// (for a keyed layer, its registry and every key's breaker). Calls still in
+/// flight then finish normally, but emit nothing more.
 pub struct CircuitEvents {
     inner: BroadcastStream<CircuitEvent>,
     subscribers: Arc<AtomicUsize>,

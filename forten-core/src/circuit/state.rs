@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::config::CircuitBreakerConfig;
-use super::events::{CircuitEvent, Emitter};
+use super::events::{CircuitEvent, WeakEmitter};
 use super::window::{Outcome, Padded, Window};
 use crate::metrics::emit::BreakerHandles;
 
@@ -158,7 +158,7 @@ pub(crate) struct Core {
     config: CircuitBreakerConfig,
     failure_ppm: u64,
     slow_ppm: u64,
-    emitter: Emitter,
+    emitter: WeakEmitter,
     metrics: BreakerHandles,
 }
 
@@ -171,7 +171,7 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Core {
-    pub(crate) fn new(config: CircuitBreakerConfig, stripes: usize, emitter: Emitter) -> Self {
+    pub(crate) fn new(config: CircuitBreakerConfig, stripes: usize, emitter: WeakEmitter) -> Self {
         Core {
             hot: Padded(Hot {
                 state: AtomicU64::new(CircuitState::Closed.code()),
@@ -191,10 +191,6 @@ impl Core {
 
     pub(crate) fn config(&self) -> &CircuitBreakerConfig {
         &self.config
-    }
-
-    pub(crate) fn emitter(&self) -> &Emitter {
-        &self.emitter
     }
 
     pub(crate) fn stripe_count(&self) -> usize {
@@ -477,6 +473,7 @@ mod tests {
 
     use super::*;
     use crate::circuit::CircuitBreakerBuilder;
+    use crate::circuit::events::Emitter;
 
     struct Fake(Cell<u64>);
     impl Clock for Fake {
@@ -495,7 +492,7 @@ mod tests {
     };
 
     fn core(b: CircuitBreakerBuilder) -> Core {
-        Core::new(b.config().unwrap(), 2, Emitter::new(8))
+        Core::new(b.config().unwrap(), 2, Emitter::new(8).downgrade())
     }
 
     fn call(core: &Core, clock: &Fake, outcome: Outcome) -> Result<(), Rejection> {
