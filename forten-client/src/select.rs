@@ -241,7 +241,9 @@ impl SelectShared {
                         }
                     };
                     let id = Arc::clone(pick.instance_id());
-                    if admits(&self.breakers, &id) {
+                    // With one instance there is nothing to route around:
+                    // its own breaker answers (no lookup here first).
+                    if pick.candidates() == 1 || admits(&self.breakers, &id) {
                         return picked(id, pick);
                     }
                     if first.is_none() {

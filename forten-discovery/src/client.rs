@@ -284,12 +284,23 @@ impl DiscoveryClient {
                 service: name.to_owned(),
             });
         }
-        let i = view.state.pick(self.inner.balancer, &endpoints);
+        let balancer = self.inner.balancer;
+        let i = view.state.pick(balancer, &endpoints);
         let endpoint = Arc::clone(&endpoints[i]);
-        endpoint.begin();
+        // Only these balancers read the requests in flight and the latency:
+        // the others skip the count and the estimate's lock on every pick.
+        let tracked = matches!(
+            balancer,
+            LoadBalancer::LeastOutstanding | LoadBalancer::PeakEwma
+        );
+        if tracked {
+            endpoint.begin();
+        }
         Ok(Pick {
             endpoint,
             start: Instant::now(),
+            candidates: endpoints.len(),
+            tracked,
             finished: false,
         })
     }
@@ -308,11 +319,17 @@ impl DiscoveryClient {
 /// One picked instance, counted as a request in flight until finished or dropped.
 ///
 /// Call [`done`](Pick::done) when the response came back so its latency feeds the peak-EWMA
-/// estimate; dropping the pick without `done` ends it without a measurement.
+/// estimate; dropping the pick without `done` ends it without a measurement. (Only
+/// [`LoadBalancer::LeastOutstanding`] and [`LoadBalancer::PeakEwma`] keep these counts; with
+/// the others a pick records nothing.)
 #[derive(Debug)]
 pub struct Pick {
     endpoint: Arc<Endpoint>,
     start: Instant,
+    /// How many instances the pick was made among.
+    candidates: usize,
+    /// Whether the balancer counts this request in flight and learns its latency.
+    tracked: bool,
     finished: bool,
 }
 
@@ -341,6 +358,12 @@ impl Pick {
         self.endpoint.authority.as_ref()
     }
 
+    /// How many healthy instances the pick was made among (at least 1): with
+    /// one, there was no other choice.
+    pub fn candidates(&self) -> usize {
+        self.candidates
+    }
+
     /// When the pick was made.
     pub fn started(&self) -> Instant {
         self.start
@@ -350,6 +373,9 @@ impl Pick {
     /// instance that fails fast is not mistaken for a fast one (peak EWMA).
     pub fn done(mut self, success: bool) {
         self.finished = true;
+        if !self.tracked {
+            return;
+        }
         let elapsed = self.start.elapsed();
         let latency = if success {
             elapsed
@@ -362,7 +388,7 @@ impl Pick {
 
 impl Drop for Pick {
     fn drop(&mut self) {
-        if !self.finished {
+        if !self.finished && self.tracked {
             self.endpoint.end(None);
         }
     }

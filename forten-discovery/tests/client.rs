@@ -126,7 +126,8 @@ async fn try_pick_needs_a_loaded_view() {
         client.try_pick("svc").is_some()
     })
     .await;
-    assert!(client.try_pick("svc").unwrap().is_ok());
+    let pick = client.try_pick("svc").unwrap().unwrap();
+    assert_eq!(pick.candidates(), 3);
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,6 +147,7 @@ async fn a_pick_carries_its_id_and_authority_parsed_once() {
     let client = DiscoveryClient::new(registry);
     let v4 = client.pick("v4").await.unwrap();
     assert_eq!(&**v4.instance_id(), "v4");
+    assert_eq!(v4.candidates(), 1);
     assert_eq!(v4.authority().unwrap().as_str(), "127.0.0.1:8080");
     // The same shared id on every pick: no copy per request.
     let again = client.pick("v4").await.unwrap();
