@@ -449,13 +449,7 @@ async fn events_arrive_in_order() {
     assert_eq!(seen, expected);
     assert_eq!(events.lagged(), 0);
     drop(breaker);
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), events.next())
-            .await
-            .unwrap()
-            .is_none(),
-        "the stream ends with the breaker"
-    );
+    stream_ends(&mut events, "the stream ends with the breaker").await;
 }
 
 #[test]
@@ -596,17 +590,23 @@ async fn the_event_stream_ends_with_the_last_handle_even_with_a_call_in_flight()
     caller.ready().await.unwrap();
     let in_flight = caller.call(Req::Gate(rx));
     drop((caller, svc, breaker));
-    assert!(
-        tokio::time::timeout(Duration::from_secs(1), events.next())
-            .await
-            .unwrap()
-            .is_none(),
-        "the stream ends when the last handle goes, not when the last call does"
-    );
+    stream_ends(
+        &mut events,
+        "the stream ends when the last handle goes, not when the last call does",
+    )
+    .await;
     gate.send(200).unwrap();
     assert_eq!(
         in_flight.await.unwrap().status(),
         200,
         "the call still finishes"
     );
+}
+
+/// Asserts that `events` ends (within a second), with `why` if it does not.
+async fn stream_ends(events: &mut forten_core::circuit::CircuitEvents, why: &str) {
+    let next = tokio::time::timeout(Duration::from_secs(1), events.next())
+        .await
+        .expect("the stream neither ended nor yielded");
+    assert!(next.is_none(), "{why}");
 }

@@ -243,8 +243,9 @@ const HEX_VALUE: [u8; 256] = {
 };
 const NOT_HEX: u8 = 0xff;
 
-/// The digits' values OR-ed together stay below 16 only when every byte
-/// was a lowercase hex digit: one test at the end instead of one per byte.
+/// The value of hex digits `s` (at most 32). The digits' values OR-ed
+/// together stay below 16 only when every byte was a lowercase hex digit:
+/// one test at the end instead of one per byte.
 fn hex_u128(s: &[u8]) -> Option<u128> {
     let mut acc = 0u128;
     let mut seen = 0u8;
@@ -257,18 +258,11 @@ fn hex_u128(s: &[u8]) -> Option<u128> {
 }
 
 fn hex_u64(s: &[u8]) -> Option<u64> {
-    let mut acc = 0u64;
-    let mut seen = 0u8;
-    for &b in s {
-        let v = HEX_VALUE[usize::from(b)];
-        seen |= v;
-        acc = acc << 4 | u64::from(v & 0xf);
-    }
-    (seen < 16).then_some(acc)
+    hex_u128(s).and_then(|v| u64::try_from(v).ok())
 }
 
 fn hex_u8(s: &[u8]) -> Option<u8> {
-    u8::try_from(hex_u64(s)?).ok()
+    hex_u128(s).and_then(|v| u8::try_from(v).ok())
 }
 
 impl FromStr for TraceParent {
