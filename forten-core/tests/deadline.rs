@@ -245,3 +245,56 @@ async fn a_deadline_shrinks_at_each_hop_and_an_expired_one_is_not_sent_on() {
         "the expired request was not sent on"
     );
 }
+
+/// A server deadline around a client timeout: the inner timer stands in for
+/// the outer one only while it is armed, so the outer deadline still holds
+/// once the inner call is over.
+#[tokio::test(start_paused = true)]
+async fn a_server_deadline_still_fires_after_an_inner_timeout_ended() {
+    let upstream = service_fn(|_req: Request<()>| async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, Infallible>(Response::new(()))
+    });
+    let handler = service_fn(move |_req: Request<()>| {
+        let upstream = upstream;
+        async move {
+            // the client call: a 2 s timeout, answered after 1 s
+            let client = TimeoutLayer::new(Duration::from_secs(2)).layer(upstream);
+            client.oneshot(Request::new(())).await?;
+            // then the handler waits on something that never comes
+            std::future::pending::<()>().await;
+            Ok::<_, BoxError>(Response::new(()))
+        }
+    });
+    let server = DeadlineLayer::new(Duration::from_secs(10)).layer(handler);
+    let started = tokio::time::Instant::now();
+    // bounded: a server deadline that never armed would leave the call hanging
+    let answer = tokio::time::timeout(Duration::from_secs(60), server.oneshot(Request::new(())))
+        .await
+        .expect("the server's deadline fired");
+    let err = answer.unwrap_err();
+    assert!(timeout_error(&err), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_earlier_of_nested_deadlines_fires_whichever_is_inside() {
+    let hang =
+        service_fn(|_req: Request<()>| std::future::pending::<Result<Response<()>, Infallible>>());
+    for (outer, inner, fires_at) in [(10, 2, 2), (2, 10, 2), (3, 3, 3)] {
+        let client = TimeoutLayer::new(Duration::from_secs(inner)).layer(hang);
+        let handler = service_fn(move |_req: Request<()>| {
+            let client = client.clone();
+            async move { client.oneshot(Request::new(())).await }
+        });
+        let server = DeadlineLayer::new(Duration::from_secs(outer)).layer(handler);
+        let started = tokio::time::Instant::now();
+        let err = server.oneshot(Request::new(())).await.unwrap_err();
+        assert!(timeout_error(&err), "{err}");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(fires_at),
+            "outer {outer} s, inner {inner} s"
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! [`TimedFuture`]: an inner future raced against a lazily armed timer.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -14,7 +15,11 @@ pin_project! {
     /// Response future of the deadline and timeout layers.
     ///
     /// The timer is armed only if the inner future is not ready on its first
-    /// poll, so a call that answers at once never touches tokio's timer wheel.
+    /// poll, so a call that answers at once never touches tokio's timer wheel;
+    /// and not while a timer armed inside it, in the same poll of the same
+    /// task, fires no later than this deadline (a server's deadline around a
+    /// client's per-attempt timeout): that timer wakes the task in time, and
+    /// this one is armed at the first pending poll without it.
     /// When the deadline passes first, the inner future is dropped and the
     /// call fails with [`Error::Timeout`].
     pub struct TimedFuture<F> {
@@ -65,10 +70,17 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Err(timeout(*this.budget)));
         };
-        if let Poll::Ready(result) = inner.poll(cx) {
+        let (polled, below) = armed_below(|| inner.poll(cx));
+        if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
         if this.sleep.is_none() {
+            if below.is_some_and(|b| b <= *this.deadline) {
+                // A timer inside wakes this task by our deadline: no need
+                // for one of our own yet.
+                report_armed(below);
+                return Poll::Pending;
+            }
             this.sleep.set(Some(sleep_until(*this.deadline)));
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
@@ -78,6 +90,40 @@ where
                 return Poll::Ready(Err(timeout(*this.budget)));
             }
         }
+        report_armed(Some(
+            below.map_or(*this.deadline, |b| b.min(*this.deadline)),
+        ));
         Poll::Pending
     }
+}
+
+thread_local! {
+    /// While a [`TimedFuture`] polls its inner future: the earliest deadline
+    /// of the timers armed inside it during that poll (they wake this task).
+    static ARMED: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `poll` with a fresh record of armed timers; returns its result and
+/// the earliest deadline armed inside, restoring the enclosing record (even
+/// if `poll` panics).
+fn armed_below<R>(poll: impl FnOnce() -> R) -> (R, Option<Instant>) {
+    struct Restore(Option<Instant>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0;
+            let _ = ARMED.try_with(|a| a.set(outer));
+        }
+    }
+    let restore = Restore(ARMED.try_with(Cell::take).ok().flatten());
+    let result = poll();
+    let below = ARMED.try_with(Cell::get).ok().flatten();
+    drop(restore);
+    (result, below)
+}
+
+/// Tells the enclosing [`TimedFuture`], if any, that a timer armed here
+/// wakes the task at `at` at the latest.
+fn report_armed(at: Option<Instant>) {
+    let Some(at) = at else { return };
+    let _ = ARMED.try_with(|a| a.set(Some(a.get().map_or(at, |prev| prev.min(at)))));
 }
