@@ -24,7 +24,8 @@ impl ServiceIdentity {
 }
 
 /// The authenticated user, put into request extensions by
-/// [`JwtAuthLayer`](crate::JwtAuthLayer).
+/// [`JwtAuthLayer`](crate::JwtAuthLayer) as `Arc<UserClaims>` (shared with
+/// its verified-token cache); read them with [`from_extensions`](Self::from_extensions).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserClaims {
     /// `sub`: who the user is.
@@ -42,6 +43,24 @@ pub struct UserClaims {
 }
 
 impl UserClaims {
+    /// The claims [`JwtAuthLayer`](crate::JwtAuthLayer) put into these
+    /// request extensions, if it accepted the request's token.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use forten_auth::UserClaims;
+    ///
+    /// let mut req = http::Request::new(());
+    /// assert!(UserClaims::from_extensions(req.extensions()).is_none());
+    /// # let claims = UserClaims { subject: "ada".into(), issuer: "auth".into(), roles: vec![],
+    /// #     organisation: None, expires_at: 0, custom: Default::default() };
+    /// req.extensions_mut().insert(Arc::new(claims)); // what the layer does
+    /// assert_eq!(UserClaims::from_extensions(req.extensions()).unwrap().subject, "ada");
+    /// ```
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<&UserClaims> {
+        extensions.get::<Arc<UserClaims>>().map(|c| &**c)
+    }
+
     /// Whether the user holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)

@@ -30,12 +30,11 @@ use crate::verify::{
 ///
 /// Puts the [`UserClaims`] (as `Arc<UserClaims>`: shared, so a request whose
 /// token was verified before, with [`cache_verified`](JwtAuthLayerBuilder::cache_verified),
-/// costs no copy of them), an [`ClientIdentity`](crate::ClientIdentity)
+/// costs no copy of them; [`UserClaims::from_extensions`] reads them), an [`ClientIdentity`](crate::ClientIdentity)
 /// and, when a [`Policy`] is set, the [`Permissions`](crate::Permissions) its roles grant into
 /// request extensions. Answers 401 itself; the inner service does not run.
 ///
 /// ```
-/// use std::sync::Arc;
 /// use forten_auth::{JwtAuthLayer, KeySet, UserClaims, VerifyingKey, jsonwebtoken::Algorithm};
 /// use tower::{Layer, ServiceExt, service_fn};
 ///
@@ -49,7 +48,7 @@ use crate::verify::{
 ///     .build()
 ///     .unwrap();
 /// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
-///     let user = req.extensions().get::<Arc<UserClaims>>().unwrap().subject.clone();
+///     let user = UserClaims::from_extensions(req.extensions()).unwrap().subject.clone();
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(user))
 /// }));
 /// let res = svc.oneshot(http::Request::new(())).await.unwrap();

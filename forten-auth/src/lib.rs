@@ -6,7 +6,7 @@
 //!   [`ServiceAuthLayer`] checks them on the called service and puts a
 //!   [`ServiceIdentity`] into request extensions.
 //! - [`JwtAuthLayer`] validates user tokens at the gateway, with keys from a
-//!   [`KeySet`] or a [`JwksCache`], and puts the [`UserClaims`] (as `Arc<UserClaims>`) into extensions.
+//!   [`KeySet`] or a [`JwksCache`], and puts the [`UserClaims`] into extensions (read them with [`UserClaims::from_extensions`]).
 //! - [`Policy`] maps roles to permissions; [`RequirePermissionLayer`] answers
 //!   403 when one is missing.
 //! - [`ApiKeyLayer`] checks an internal API key (`x-internal-auth`) in constant time.

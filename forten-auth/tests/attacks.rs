@@ -370,9 +370,7 @@ async fn claims_reach_the_handler() {
     claims["roles"] = json!("viewer approver");
     claims["tenant_tier"] = json!("gold");
     let svc = l.layer(tower::service_fn(|req: http::Request<()>| async move {
-        let c = req
-            .extensions()
-            .get::<std::sync::Arc<forten_auth::UserClaims>>()
+        let c = forten_auth::UserClaims::from_extensions(req.extensions())
             .unwrap()
             .clone();
         let subject = req
