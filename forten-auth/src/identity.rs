@@ -3,11 +3,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use forten_core::idempotency::ClientIdentity;
 use http::Extensions;
 
 /// The calling service, put into request extensions by
-/// [`ServiceAuthLayer`](crate::ServiceAuthLayer).
+/// [`ServiceAuthLayer`](crate::ServiceAuthLayer) as `Arc<ServiceIdentity>`
+/// (shared with its verified-token cache); read it with
+/// [`from_extensions`](Self::from_extensions).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceIdentity {
     /// The caller's name (the token's `iss`).
@@ -17,6 +18,12 @@ pub struct ServiceIdentity {
 }
 
 impl ServiceIdentity {
+    /// The caller [`ServiceAuthLayer`](crate::ServiceAuthLayer) put into
+    /// these request extensions, if it accepted the request's token.
+    pub fn from_extensions(extensions: &Extensions) -> Option<&ServiceIdentity> {
+        extensions.get::<Arc<ServiceIdentity>>().map(|s| &**s)
+    }
+
     /// Whether the token grants `scope`.
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
@@ -57,7 +64,7 @@ impl UserClaims {
     /// req.extensions_mut().insert(Arc::new(claims)); // what the layer does
     /// assert_eq!(UserClaims::from_extensions(req.extensions()).unwrap().subject, "ada");
     /// ```
-    pub fn from_extensions(extensions: &http::Extensions) -> Option<&UserClaims> {
+    pub fn from_extensions(extensions: &Extensions) -> Option<&UserClaims> {
         extensions.get::<Arc<UserClaims>>().map(|c| &**c)
     }
 
@@ -93,10 +100,4 @@ impl Permissions {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
-}
-
-/// Records `subject` as the request's authenticated caller, as the
-/// [`ClientIdentity`] forten-core's idempotency and rate-limit layers scope by.
-pub(crate) fn record_subject(extensions: &mut Extensions, subject: &str) {
-    extensions.insert(ClientIdentity::new(subject));
 }

@@ -38,7 +38,7 @@
 //!     .build()
 //!     .unwrap()
 //!     .layer(service_fn(|req: http::Request<()>| async move {
-//!         let caller = req.extensions().get::<ServiceIdentity>().unwrap();
+//!         let caller = ServiceIdentity::from_extensions(req.extensions()).unwrap();
 //!         Ok::<_, std::convert::Infallible>(http::Response::new(caller.name.clone()))
 //!     }));
 //!

@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use forten_core::idempotency::ClientIdentity;
 use http::{HeaderValue, Request};
 use jsonwebtoken::{Algorithm, Header};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use tower_layer::Layer;
 use crate::cache::VerifiedCache;
 use crate::check::{AuthService, RequestCheck};
 use crate::error::{AuthError, Rejection};
-use crate::identity::{Permissions, ServiceIdentity, record_subject};
+use crate::identity::{Permissions, ServiceIdentity};
 use crate::keys::{KeySet, SigningKey};
 use crate::verify::{
     Audience, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Verifier, VerifierSettings, bearer_token,
@@ -255,9 +256,10 @@ impl ServiceAuth {
 /// `iss` is an allowed caller, signed by a key of the [`KeySet`] with an
 /// allowed algorithm, and (optionally) holding the required scopes.
 ///
-/// Puts a [`ServiceIdentity`], [`Permissions`] (the scopes) and an
-/// [`ClientIdentity`](crate::ClientIdentity) into request
-/// extensions. Answers 401 (bad or missing token) or 403 (missing scope)
+/// Puts the [`ServiceIdentity`] (as `Arc<ServiceIdentity>`, shared with the
+/// verified-token cache; read it with [`ServiceIdentity::from_extensions`]),
+/// [`Permissions`] (the scopes) and a [`ClientIdentity`](crate::ClientIdentity)
+/// into request extensions. Answers 401 (bad or missing token) or 403 (missing scope)
 /// itself; the inner service does not run.
 ///
 /// ```
@@ -275,7 +277,7 @@ impl ServiceAuth {
 ///     .build()
 ///     .unwrap();
 /// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
-///     let who = req.extensions().get::<ServiceIdentity>().unwrap().name.clone();
+///     let who = ServiceIdentity::from_extensions(req.extensions()).unwrap().name.clone();
 ///     Ok::<_, std::convert::Infallible>(http::Response::new(who))
 /// }));
 ///
@@ -436,7 +438,7 @@ impl<S> Layer<S> for ServiceAuthLayer {
 pub struct ServiceTokenCheck {
     verifier: Arc<Verifier>,
     required_scopes: Arc<[String]>,
-    cache: Option<Arc<VerifiedCache<(ServiceIdentity, Permissions)>>>,
+    cache: Option<Arc<VerifiedCache<VerifiedService>>>,
 }
 
 impl fmt::Debug for ServiceTokenCheck {
@@ -449,11 +451,12 @@ impl fmt::Debug for ServiceTokenCheck {
 
 impl ServiceTokenCheck {
     fn identify(&self, token: &str) -> Result<ServiceIdentity, Rejection> {
-        self.verified(token).map(|(identity, _)| identity)
+        self.verified(token)
+            .map(|v| Arc::unwrap_or_clone(v.identity))
     }
 
     /// The caller and its scopes: from the cache, or verified (and cached).
-    fn verified(&self, token: &str) -> Result<(ServiceIdentity, Permissions), Rejection> {
+    fn verified(&self, token: &str) -> Result<VerifiedService, Rejection> {
         let keys = self.verifier.keys();
         let now = unix_now();
         if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(token, &keys, now)) {
@@ -470,30 +473,38 @@ impl ServiceTokenCheck {
             return Err(Rejection::MissingScope(missing.clone()));
         }
         let permissions = Permissions::new(scopes.iter().cloned());
-        let identity = ServiceIdentity {
-            name: claims.iss,
-            scopes,
+        let verified = VerifiedService {
+            client: ClientIdentity::new(claims.iss.as_str()),
+            identity: Arc::new(ServiceIdentity {
+                name: claims.iss,
+                scopes,
+            }),
+            permissions,
         };
         if let Some(cache) = &self.cache {
-            cache.insert(
-                token,
-                keys,
-                valid_through,
-                (identity.clone(), permissions.clone()),
-                now,
-            );
+            cache.insert(token, keys, valid_through, verified.clone(), now);
         }
-        Ok((identity, permissions))
+        Ok(verified)
     }
 }
 
 impl RequestCheck for ServiceTokenCheck {
     fn check<B>(&self, req: &mut Request<B>) -> Result<(), Rejection> {
-        let (identity, permissions) = self.verified(bearer_token(req.headers())?)?;
+        let verified = self.verified(bearer_token(req.headers())?)?;
         let ext = req.extensions_mut();
-        record_subject(ext, &identity.name);
-        ext.insert(permissions);
-        ext.insert(identity);
+        ext.insert(verified.client);
+        ext.insert(verified.permissions);
+        ext.insert(verified.identity);
         Ok(())
     }
+}
+
+/// What an accepted service token gives, shared with the verified-token
+/// cache: a request whose token was seen before copies no string.
+#[derive(Clone)]
+struct VerifiedService {
+    identity: Arc<ServiceIdentity>,
+    /// The caller's name as the identity other layers scope by.
+    client: ClientIdentity,
+    permissions: Permissions,
 }

@@ -156,7 +156,9 @@ async fn a_valid_service_token_reaches_the_handler_with_its_identity() {
         let auth = caller("orders", key, &["events:read"]);
         let layer = server("events", KeySet::new([verifying]), &["events:read"]);
         let svc = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
-            let id = req.extensions().get::<ServiceIdentity>().unwrap().clone();
+            let id = ServiceIdentity::from_extensions(req.extensions())
+                .unwrap()
+                .clone();
             assert!(
                 req.extensions()
                     .get::<Permissions>()

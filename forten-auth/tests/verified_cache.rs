@@ -149,7 +149,7 @@ fn service_setup(required: &[&str]) -> (ServiceAuth, KeySet, ServiceAuthLayer) {
 async fn service_status(layer: &ServiceAuthLayer, token: &str) -> (u16, Option<ServiceIdentity>) {
     let svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
         Ok::<_, std::convert::Infallible>(Response::new(
-            req.extensions().get::<ServiceIdentity>().cloned(),
+            ServiceIdentity::from_extensions(req.extensions()).cloned(),
         ))
     }));
     let res = svc.oneshot(bearer(token)).await.unwrap();
@@ -174,6 +174,31 @@ async fn a_cached_service_token_passes_until_its_key_is_retired() {
     assert_eq!(layer.verify(&token).unwrap().name, "orders");
     assert!(keys.retire("s1"));
     assert_eq!(service_status(&layer, &token).await.0, 401);
+}
+
+#[tokio::test]
+async fn a_cached_service_token_hands_out_the_same_identity() {
+    let (caller, _keys, layer) = service_setup(&[]);
+    let token = caller.token_for("events").unwrap();
+    let seen = || {
+        let svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(Response::new(
+                req.extensions().get::<Arc<ServiceIdentity>>().cloned(),
+            ))
+        }));
+        let token = token.clone();
+        async move {
+            match svc.oneshot(bearer(&token)).await.unwrap().into_body() {
+                Either::Left(identity) => identity.unwrap(),
+                Either::Right(_) => panic!("refused"),
+            }
+        }
+    };
+    let (first, again) = (seen().await, seen().await);
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "shared, not copied per request"
+    );
 }
 
 #[tokio::test]
