@@ -336,8 +336,6 @@ impl ServiceClientBuilder {
         let total = TotalDeadline {
             inner: retried,
             total: self.total_timeout,
-            // the per-attempt timeout below
-            timed_below: true,
         };
         let keys = if self.idempotency_keys {
             IdempotencyKeyLayer::new()

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use forten_core::BoxError;
-use forten_core::deadline::Deadline;
+use forten_core::deadline::{Deadline, armed_within, report_armed};
 use http::Request;
 use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
@@ -30,11 +30,6 @@ use tower_service::Service;
 pub(crate) struct TotalDeadline<S> {
     pub(crate) inner: S,
     pub(crate) total: Option<Duration>,
-    /// Whether the inner service's future arms a timer by the deadline on
-    /// its first pending poll, as the per-attempt timeout below retry does
-    /// (its budget is at most what is left of the deadline): then this
-    /// layer's own timer waits for the second (see [`TotalFuture`]).
-    pub(crate) timed_below: bool,
 }
 
 impl<S, B> Service<Request<B>> for TotalDeadline<S>
@@ -69,12 +64,11 @@ where
                 },
                 None,
                 None,
-                false,
             );
         };
         if deadline.instant() <= now {
             tracing::debug!("deadline already passed: request not sent");
-            return TotalFuture::new(Inner::Done, None, self.total, false);
+            return TotalFuture::new(Inner::Done, None, self.total);
         }
         let budget = Some(deadline.instant().saturating_duration_since(now));
         let inner = if attached.is_some() {
@@ -88,7 +82,7 @@ where
                 future: deadline.scope(future),
             }
         };
-        TotalFuture::new(inner, Some(deadline.instant()), budget, self.timed_below)
+        TotalFuture::new(inner, Some(deadline.instant()), budget)
     }
 }
 
@@ -108,11 +102,11 @@ pin_project! {
     /// The inner call raced against the deadline.
     ///
     /// The timer is armed only if the call does not answer on its first
-    /// poll; in the client's stack (`timed_below`) only if it does not answer
-    /// on its second: on the first, the attempt in flight has armed its own
-    /// timer (the per-attempt timeout, never later than this deadline), so
-    /// the task is woken by the deadline at the latest, and a call answered
-    /// on that wake never touches the timer wheel for its total deadline.
+    /// poll, and not while a timer armed inside it fires by this deadline
+    /// (the per-attempt timeout, whose budget is at most what is left of it:
+    /// forten-core's [`armed_within`]): that timer wakes the task in time, so
+    /// a call answered within its attempt never touches the timer wheel for
+    /// its total deadline.
     pub(crate) struct TotalFuture<F> {
         #[pin]
         inner: Inner<F>,
@@ -120,24 +114,16 @@ pin_project! {
         sleep: Option<Sleep>,
         deadline: Option<Instant>,
         budget: Option<Duration>,
-        // whether the first pending poll leaves the timer to the inner future
-        wait_once: bool,
     }
 }
 
 impl<F> TotalFuture<F> {
-    fn new(
-        inner: Inner<F>,
-        deadline: Option<Instant>,
-        budget: Option<Duration>,
-        wait_once: bool,
-    ) -> Self {
+    fn new(inner: Inner<F>, deadline: Option<Instant>, budget: Option<Duration>) -> Self {
         TotalFuture {
             inner,
             sleep: None,
             deadline,
             budget,
-            wait_once,
         }
     }
 }
@@ -154,21 +140,26 @@ where
         let timeout = |after: Option<Duration>| -> BoxError {
             Box::new(forten_core::Error::Timeout { after })
         };
-        let polled = match this.inner.as_mut().project() {
-            InnerProj::Plain { future } => future.poll(cx),
-            InnerProj::Scoped { future } => future.poll(cx),
-            InnerProj::Done => return Poll::Ready(Err(timeout(*this.budget))),
+        let inner = this.inner.as_mut();
+        let (polled, below) = armed_within(|| match inner.project() {
+            InnerProj::Plain { future } => Some(future.poll(cx)),
+            InnerProj::Scoped { future } => Some(future.poll(cx)),
+            InnerProj::Done => None,
+        });
+        let Some(polled) = polled else {
+            return Poll::Ready(Err(timeout(*this.budget)));
         };
         if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
         let Some(deadline) = *this.deadline else {
+            report_armed(below);
             return Poll::Pending;
         };
         if this.sleep.is_none() {
-            if *this.wait_once {
+            if below.is_some_and(|b| b <= deadline) {
                 // the attempt's own timer wakes the task by the deadline
-                *this.wait_once = false;
+                report_armed(below);
                 return Poll::Pending;
             }
             this.sleep.set(Some(sleep_until(deadline)));
@@ -179,6 +170,7 @@ where
                 return Poll::Ready(Err(timeout(*this.budget)));
             }
         }
+        report_armed(Some(below.map_or(deadline, |b| b.min(deadline))));
         Poll::Pending
     }
 }
@@ -190,6 +182,14 @@ mod tests {
     use tower::{ServiceExt, service_fn};
 
     use super::*;
+
+    /// The budget a timeout error names (`None`: not a timeout with one).
+    fn timed_out_after(err: &BoxError) -> Option<Duration> {
+        match forten_core::Error::find(err.as_ref()) {
+            Some(forten_core::Error::Timeout { after }) => *after,
+            _ => None,
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_is_the_inner_calls_current_one_and_ends_a_hung_call() {
@@ -205,21 +205,17 @@ mod tests {
         let svc = TotalDeadline {
             inner,
             total: Some(Duration::from_secs(2)),
-            timed_below: false,
         };
         let started = Instant::now();
         let err = svc.oneshot(Request::new(())).await.unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(2));
-        assert!(matches!(
-            forten_core::Error::find(err.as_ref()),
-            Some(forten_core::Error::Timeout { after: Some(d) }) if *d == Duration::from_secs(2)
-        ));
+        assert_eq!(timed_out_after(&err), Some(Duration::from_secs(2)));
         let deadline = seen.lock().unwrap().expect("the current deadline");
         assert_eq!(deadline.instant(), started + Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn timed_below_the_attempts_timer_ends_a_hung_call_at_the_deadline() {
+    async fn an_attempt_timer_inside_ends_a_hung_call_at_the_deadline() {
         let hung = service_fn(|_req: Request<()>| std::future::pending::<Result<(), Infallible>>());
         let inner = tower::Layer::layer(
             &forten_core::deadline::TimeoutLayer::new(Duration::from_secs(10)),
@@ -228,15 +224,11 @@ mod tests {
         let svc = TotalDeadline {
             inner,
             total: Some(Duration::from_secs(2)),
-            timed_below: true,
         };
         let started = Instant::now();
         let err = svc.oneshot(Request::new(())).await.unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(2));
-        assert!(matches!(
-            forten_core::Error::find(err.as_ref()),
-            Some(forten_core::Error::Timeout { after: Some(d) }) if *d == Duration::from_secs(2)
-        ));
+        assert_eq!(timed_out_after(&err), Some(Duration::from_secs(2)));
     }
 
     #[tokio::test(start_paused = true)]
@@ -248,7 +240,6 @@ mod tests {
         let svc = TotalDeadline {
             inner,
             total: Some(Duration::from_secs(30)),
-            timed_below: false,
         };
         let left = Deadline::after(Duration::from_secs(3))
             .scope(svc.clone().oneshot(Request::new(())))
@@ -264,11 +255,7 @@ mod tests {
                 async { Ok::<_, Infallible>(()) }
             }
         });
-        let svc = TotalDeadline {
-            inner,
-            total: None,
-            timed_below: false,
-        };
+        let svc = TotalDeadline { inner, total: None };
         let mut req = Request::new(());
         req.extensions_mut().insert(Deadline::at(Instant::now()));
         let err = svc.oneshot(req).await.unwrap_err();
@@ -281,11 +268,7 @@ mod tests {
         let inner = service_fn(|req: Request<()>| async move {
             Ok::<_, Infallible>(req.extensions().get::<Deadline>().is_some())
         });
-        let svc = TotalDeadline {
-            inner,
-            total: None,
-            timed_below: false,
-        };
+        let svc = TotalDeadline { inner, total: None };
         assert!(!svc.oneshot(Request::new(())).await.unwrap());
     }
 }

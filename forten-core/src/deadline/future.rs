@@ -70,7 +70,7 @@ where
         let Some(inner) = this.inner.as_mut().as_pin_mut() else {
             return Poll::Ready(Err(timeout(*this.budget)));
         };
-        let (polled, below) = armed_below(|| inner.poll(cx));
+        let (polled, below) = armed_within(|| inner.poll(cx));
         if let Poll::Ready(result) = polled {
             return Poll::Ready(result.map_err(Into::into));
         }
@@ -103,10 +103,27 @@ thread_local! {
     static ARMED: Cell<Option<Instant>> = const { Cell::new(None) };
 }
 
-/// Runs `poll` with a fresh record of armed timers; returns its result and
-/// the earliest deadline armed inside, restoring the enclosing record (even
-/// if `poll` panics).
-fn armed_below<R>(poll: impl FnOnce() -> R) -> (R, Option<Instant>) {
+/// Runs `poll` (a poll of the future a timer of yours guards) and returns
+/// its result with the earliest deadline of the timers armed inside it
+/// during that poll: [`TimedFuture`]s, and anything that called
+/// [`report_armed`]. They wake this task by then, so a timer of yours with a
+/// later or equal deadline need not be armed yet. The enclosing record is
+/// restored afterwards, even if `poll` panics.
+///
+/// This is how the deadline and timeout layers avoid arming a timer each
+/// when one inside already covers them; a middleware with a timer of its own
+/// can take part the same way (forten-client's total deadline does).
+///
+/// ```
+/// use forten_core::deadline::{armed_within, report_armed};
+/// use tokio::time::{Duration, Instant};
+///
+/// let at = Instant::now() + Duration::from_secs(1);
+/// let ((), earliest) = armed_within(|| report_armed(Some(at)));
+/// assert_eq!(earliest, Some(at));
+/// assert_eq!(armed_within(|| ()).1, None);
+/// ```
+pub fn armed_within<R>(poll: impl FnOnce() -> R) -> (R, Option<Instant>) {
     struct Restore(Option<Instant>);
     impl Drop for Restore {
         fn drop(&mut self) {
@@ -121,9 +138,11 @@ fn armed_below<R>(poll: impl FnOnce() -> R) -> (R, Option<Instant>) {
     (result, below)
 }
 
-/// Tells the enclosing [`TimedFuture`], if any, that a timer armed here
-/// wakes the task at `at` at the latest.
-fn report_armed(at: Option<Instant>) {
+/// Tells the enclosing [`armed_within`] (a [`TimedFuture`] polling you) that
+/// a timer armed in this poll wakes the task at `at` at the latest: call it
+/// when your future returns `Pending` with its timer armed (or covered by
+/// one inside it, as [`armed_within`] said). `None` does nothing.
+pub fn report_armed(at: Option<Instant>) {
     let Some(at) = at else { return };
     let _ = ARMED.try_with(|a| a.set(Some(a.get().map_or(at, |prev| prev.min(at)))));
 }

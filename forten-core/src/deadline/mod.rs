@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use future::TimedFuture;
+pub use future::{TimedFuture, armed_within, report_armed};
 pub use layer::{DeadlineLayer, DeadlineService};
 pub use parse::{
     InvalidTimeout, encode_grpc_timeout, parse_grpc_timeout, parse_request_timeout_ms,
