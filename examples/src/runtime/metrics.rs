@@ -9,6 +9,7 @@
 //! `/metrics` shows the same registry (the gateway's breakers and client
 //! calls, every service's server requests by `route`, the bus).
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::sync::{OnceLock, PoisonError, RwLock};
 
@@ -71,28 +72,44 @@ pub fn server_metrics() -> ServerMetricsLayer {
 /// request then costs a lookup instead of a fresh copy of the string.
 static ROUTES: RwLock<Option<HashSet<&'static str>>> = RwLock::new(None);
 
+thread_local! {
+    /// This thread's view of [`ROUTES`]: the per-request lookup takes no
+    /// lock shared with other threads.
+    static SEEN: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+}
+
 /// At most this many templates are kept (a router has a few dozen); any
 /// beyond are copied per request, as before.
 const MAX_ROUTES: usize = 1024;
 
 /// The label of route template `route`.
 fn route_label(route: &str) -> SharedString {
-    let known = ROUTES.read().unwrap_or_else(PoisonError::into_inner);
-    if let Some(r) = known.as_ref().and_then(|set| set.get(route)) {
-        return SharedString::const_str(r);
+    if let Some(kept) = SEEN.with(|seen| seen.borrow().get(route).copied()) {
+        return SharedString::const_str(kept);
     }
-    drop(known);
+    match keep(route) {
+        Some(kept) => {
+            SEEN.with(|seen| seen.borrow_mut().insert(kept));
+            SharedString::const_str(kept)
+        }
+        None => route.to_owned().into(),
+    }
+}
+
+/// The process's kept copy of `route`, made on first sight; `None` once
+/// [`MAX_ROUTES`] are kept.
+fn keep(route: &str) -> Option<&'static str> {
     let mut known = ROUTES.write().unwrap_or_else(PoisonError::into_inner);
     let set = known.get_or_insert_with(HashSet::new);
     if let Some(r) = set.get(route) {
-        return SharedString::const_str(r);
+        return Some(r);
     }
     if set.len() >= MAX_ROUTES {
-        return route.to_owned().into();
+        return None;
     }
     let kept: &'static str = Box::leak(route.into());
     set.insert(kept);
-    SharedString::const_str(kept)
+    Some(kept)
 }
 
 #[cfg(test)]
