@@ -75,6 +75,39 @@ async fn a_token_seen_again_passes_with_the_same_claims_and_permissions() {
     assert!(again.1.contains("events:read"));
     // Outside a stack too.
     assert_eq!(layer.verify(&token).unwrap(), *first.0);
+    let shared = layer.verify_shared(&token).unwrap();
+    assert!(
+        Arc::ptr_eq(shared.claims(), &first.0),
+        "verify_shared hands out the cached claims, not a copy"
+    );
+    assert_eq!(shared.permissions(), Some(&first.1));
+}
+
+#[tokio::test]
+async fn verify_shared_refuses_what_the_layer_refuses_and_has_no_permissions_without_a_policy() {
+    let (key, keys, layer) = user_setup();
+    let token = sign(&key, &user_claims("ada"));
+    // The signature's first character changed: 6 bits of the MAC differ.
+    let at = token.rfind('.').unwrap() + 1;
+    let swap = if token[at..].starts_with('A') {
+        "B"
+    } else {
+        "A"
+    };
+    let altered = format!("{}{swap}{}", &token[..at], &token[at + 1..]);
+    assert!(layer.verify_shared(&altered).is_err());
+    assert!(layer.verify_shared("not a token").is_err());
+
+    let no_policy = JwtAuthLayer::builder()
+        .issuer("auth-service")
+        .audience("api-gateway")
+        .algorithms([Algorithm::HS256])
+        .keys(keys)
+        .build()
+        .unwrap();
+    let user = no_policy.verify_shared(&token).unwrap();
+    assert_eq!(user.claims().subject, "ada");
+    assert!(user.permissions().is_none());
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ use forten_auth::{
     ApiKeyLayer, AuthError, JwtAuthLayer, KeySet, Permissions, Policy, ServiceAuth,
     ServiceAuthLayer, SigningKey, UserClaims, VerifyingKey,
 };
+use http::HeaderValue;
 use http::request::Parts;
 use serde::Serialize;
 
@@ -245,14 +246,18 @@ impl Keys {
 /// The user a service request is made for: the forwarded user token
 /// ([`USER_TOKEN_HEADER`]), verified again with the [`Keys`] in the request
 /// extensions. Missing or invalid: 401.
+///
+/// Claims and permissions are shared with the verified-token cache and the
+/// token with the request's header ([`JwtAuthLayer::verify_shared`]): a
+/// request whose token was seen before copies none of them.
 #[derive(Debug, Clone)]
 pub struct CurrentUser {
     /// The verified claims.
-    pub claims: UserClaims,
+    pub claims: Arc<UserClaims>,
     /// What the user's roles grant (the [`policy`]).
     pub permissions: Permissions,
     /// The token as sent (to pass on, e.g. from the dashboard).
-    pub token: String,
+    pub token: HeaderValue,
 }
 
 impl CurrentUser {
@@ -286,19 +291,27 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
             .extensions
             .get::<Keys>()
             .ok_or_else(|| ApiError::unauthenticated("this service cannot verify user tokens"))?;
-        let token = parts
+        let header = parts
             .headers
             .get(USER_TOKEN_HEADER)
-            .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthenticated("no user token was forwarded"))?;
-        let claims = keys
-            .verify_user_token(token)
-            .map_err(|e| ApiError::unauthenticated(format!("the user token is invalid: {e}")))?;
-        let permissions = keys.inner.policy.permissions_for(&claims.roles);
+        let token = header
+            .to_str()
+            .map_err(|_| ApiError::unauthenticated("the user token is not visible ASCII"))?;
+        let user =
+            keys.inner.users.verify_shared(token).map_err(|e| {
+                ApiError::unauthenticated(format!("the user token is invalid: {e}"))
+            })?;
+        // The layer's policy is this one (`Keys::new`); computed here only
+        // if a layer without one ever verified the token.
+        let permissions = match user.permissions() {
+            Some(p) => p.clone(),
+            None => keys.inner.policy.permissions_for(&user.claims().roles),
+        };
         Ok(CurrentUser {
-            claims,
+            claims: Arc::clone(user.claims()),
             permissions,
-            token: token.to_owned(),
+            token: header.clone(),
         })
     }
 }
