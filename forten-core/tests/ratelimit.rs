@@ -166,6 +166,87 @@ async fn a_failing_backend_lets_requests_through() {
     }
 }
 
+/// A backend that decides only through `check`'s future: the layer's path
+/// for remote backends (Redis), on the in-process limiter's decisions.
+#[derive(Debug)]
+struct Deferred(GovernorBackend);
+
+impl RateLimitBackend for Deferred {
+    type Future = <GovernorBackend as RateLimitBackend>::Future;
+    fn check(&self, key: &LimitKey) -> Self::Future {
+        self.0.check(key)
+    }
+    fn policy(&self) -> &RateLimitPolicy {
+        self.0.policy()
+    }
+}
+
+/// The ok service, counting its clones.
+#[derive(Debug)]
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Clone for Counting {
+    fn clone(&self) -> Self {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Counting(self.0.clone())
+    }
+}
+
+impl Service<Request<()>> for Counting {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _req: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+    }
+}
+
+/// Three calls on one service: each answer's status, `RateLimit` and
+/// `Retry-After`, and how often the inner service was cloned.
+async fn three_calls<Bk: RateLimitBackend>(backend: Bk) -> (Vec<(u16, String, String)>, usize) {
+    let clones = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut svc = RateLimitLayer::new(backend).layer(Counting(clones.clone()));
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let r = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(Request::new(()))
+            .await
+            .unwrap();
+        let get = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        answers.push((r.status().as_u16(), get("ratelimit"), get("retry-after")));
+    }
+    (answers, clones.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_in_process_decision_calls_the_inner_service_at_once_with_the_same_answers() {
+    let (now, now_clones) = three_calls(GovernorBackend::new(policy(2, 60))).await;
+    let (awaited, awaited_clones) =
+        three_calls(Deferred(GovernorBackend::new(policy(2, 60)))).await;
+    assert_eq!(now, awaited);
+    assert_eq!(now[0], (200, "\"test\";r=1;t=30".to_owned(), String::new()));
+    assert_eq!(now[1].0, 200);
+    assert_eq!((now[2].0, now[2].2.as_str()), (429, "30"));
+    // Decided in `call`: the ready service itself is called, never cloned;
+    // an awaited decision keeps a clone in each call's future.
+    assert_eq!(now_clones, 0);
+    assert_eq!(awaited_clones, 3);
+}
+
 #[test]
 fn policies_are_validated() {
     assert!(RateLimitPolicy::new("x", 0, Duration::from_secs(1)).is_err());

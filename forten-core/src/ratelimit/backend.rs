@@ -27,6 +27,19 @@ pub trait RateLimitBackend: Send + Sync + 'static {
     /// Counts one request against `key`'s budget.
     fn check(&self, key: &LimitKey) -> Self::Future;
 
+    /// Counts one request against `key`'s budget when the decision needs no
+    /// waiting (an in-process limiter): the layer then calls its inner
+    /// service at once, instead of keeping a clone of it and the request in
+    /// its future until [`check`](Self::check) answers.
+    ///
+    /// `None` (the default) means "ask [`check`](Self::check)"; a backend
+    /// that answers `Some` has counted the request, and the layer does not
+    /// call `check` for it as well.
+    fn check_now(&self, key: &LimitKey) -> Option<Result<Decision, BoxError>> {
+        let _ = key;
+        None
+    }
+
     /// The policy enforced.
     fn policy(&self) -> &RateLimitPolicy;
 }

@@ -41,7 +41,49 @@ pin_project! {
             fut: F,
             state_header: Option<HeaderValue>,
         },
+        // refused before the inner service was called: the 429
+        Refused {
+            response: Option<Response<Full<Bytes>>>,
+        },
     }
+}
+
+/// The decision, or `None` when the backend failed (logged: fail open).
+pub(super) fn decision(result: Result<Decision, BoxError>) -> Option<Decision> {
+    match result {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate-limit backend failed; request let through");
+            None
+        }
+    }
+}
+
+/// What a decision does to a request: the `RateLimit` header value for the
+/// response, and the 429 (with its headers) when the request is refused.
+fn outcome<B>(
+    policy: &super::RateLimitPolicy,
+    policy_header: &HeaderValue,
+    decision: Option<Decision>,
+    req: &Request<B>,
+) -> (Option<HeaderValue>, Option<Response<Full<Bytes>>>) {
+    let state_header = decision.map(|d| state_value(policy, &d));
+    let Some(d) = decision.filter(|d| !d.allowed) else {
+        return (state_header, None);
+    };
+    policy.record_refusal();
+    let ctx = req
+        .extensions()
+        .get::<CorrelationContext>()
+        .cloned()
+        .or_else(CorrelationContext::current);
+    let mut response = rate_limited(&d, ctx.as_ref());
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, policy_header.clone());
+    if let Some(v) = state_header {
+        headers.insert(RATELIMIT, v);
+    }
+    (None, Some(response))
 }
 
 impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk> {
@@ -64,6 +106,37 @@ impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk> {
     }
 }
 
+impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk>
+where
+    S: Service<Request<B>, Future = F>,
+    Bk: RateLimitBackend,
+{
+    /// The backend decided at once ([`RateLimitBackend::check_now`]): calls
+    /// the (ready) inner service now, or holds the 429.
+    pub(crate) fn decided(
+        decision: Option<Decision>,
+        inner: &mut S,
+        req: Request<B>,
+        backend: Arc<Bk>,
+        policy_header: HeaderValue,
+    ) -> Self {
+        let state = match outcome(backend.policy(), &policy_header, decision, &req) {
+            (_, Some(refused)) => State::Refused {
+                response: Some(refused),
+            },
+            (state_header, None) => State::Calling {
+                fut: inner.call(req),
+                state_header,
+            },
+        };
+        RateLimitFuture {
+            state,
+            backend,
+            policy_header,
+        }
+    }
+}
+
 impl<S, B, CF, F, Bk, ResBody, E> Future for RateLimitFuture<S, B, CF, F, Bk>
 where
     S: Service<Request<B>, Future = F>,
@@ -78,35 +151,24 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Checking { check, inner, req } => {
-                    let decision = match ready!(check.poll(cx)) {
-                        Ok(d) => Some(d),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "rate-limit backend failed; request let through");
-                            None
-                        }
-                    };
+                    let decision = decision(ready!(check.poll(cx)));
                     let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         panic!("RateLimitFuture polled after completion");
                     };
                     let policy = this.backend.policy();
-                    let state_header = decision.map(|d| state_value(policy, &d));
-                    if let Some(d) = decision.filter(|d| !d.allowed) {
-                        policy.record_refusal();
-                        let ctx = req
-                            .extensions()
-                            .get::<CorrelationContext>()
-                            .cloned()
-                            .or_else(CorrelationContext::current);
-                        let mut response = rate_limited(&d, ctx.as_ref());
-                        let headers = response.headers_mut();
-                        headers.insert(RATELIMIT_POLICY, this.policy_header.clone());
-                        if let Some(v) = state_header {
-                            headers.insert(RATELIMIT, v);
+                    match outcome(policy, this.policy_header, decision, &req) {
+                        (_, Some(refused)) => return Poll::Ready(Ok(refused.map(Either::Right))),
+                        (state_header, None) => {
+                            let fut = inner.call(req);
+                            this.state.set(State::Calling { fut, state_header });
                         }
-                        return Poll::Ready(Ok(response.map(Either::Right)));
                     }
-                    let fut = inner.call(req);
-                    this.state.set(State::Calling { fut, state_header });
+                }
+                StateProj::Refused { response } => {
+                    let Some(refused) = response.take() else {
+                        panic!("RateLimitFuture polled after completion");
+                    };
+                    return Poll::Ready(Ok(refused.map(Either::Right)));
                 }
                 StateProj::Calling { fut, state_header } => {
                     let mut response = ready!(fut.poll(cx))?;

@@ -134,6 +134,10 @@ impl RateLimitBackend for GovernorBackend {
         ready(Ok(self.decide(key)))
     }
 
+    fn check_now(&self, key: &LimitKey) -> Option<Result<Decision, BoxError>> {
+        Some(Ok(self.decide(key)))
+    }
+
     fn policy(&self) -> &RateLimitPolicy {
         &self.policy
     }

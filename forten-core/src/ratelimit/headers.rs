@@ -43,13 +43,22 @@ pub fn policy_value(policy: &RateLimitPolicy) -> HeaderValue {
 
 /// The `RateLimit` value after `decision`.
 pub fn state_value(policy: &RateLimitPolicy, decision: &Decision) -> HeaderValue {
-    let mut s = String::with_capacity(policy.name().len() + 24);
-    sf_string(policy.name(), &mut s);
+    let mut remaining = itoa::Buffer::new();
+    let remaining = remaining.format(decision.remaining);
+    let mut reset = itoa::Buffer::new();
+    let reset = reset.format(ceil_secs(decision.reset_after));
+    let name = policy.name();
+    let escapes = name.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
+    // Exactly the value's length: a `Bytes` made from a full `Vec` takes
+    // its buffer as it is, where any spare capacity costs a second allocation.
+    let len = name.len() + escapes + 2 + ";r=".len() + remaining.len() + ";t=".len() + reset.len();
+    let mut s = String::with_capacity(len);
+    sf_string(name, &mut s);
     s.push_str(";r=");
-    s.push_str(itoa::Buffer::new().format(decision.remaining));
+    s.push_str(remaining);
     s.push_str(";t=");
-    s.push_str(itoa::Buffer::new().format(ceil_secs(decision.reset_after)));
-    // The string's buffer becomes the value (no second copy, once per response).
+    s.push_str(reset);
+    debug_assert_eq!(s.len(), s.capacity());
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
         .unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
@@ -71,5 +80,6 @@ mod tests {
         assert_eq!(state_value(&p, &d), "\"per-client\";r=42;t=17");
         let odd = RateLimitPolicy::new("a\"b", 1, Duration::from_millis(1500)).unwrap();
         assert_eq!(policy_value(&odd), "\"a\\\"b\";q=1;w=2");
+        assert_eq!(state_value(&odd, &d), "\"a\\\"b\";r=42;t=17");
     }
 }

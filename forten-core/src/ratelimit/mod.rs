@@ -106,6 +106,17 @@ where
         let (parts, body) = req.into_parts();
         let key = self.keys.key(&parts);
         let req = Request::from_parts(parts, body);
+        if let Some(decided) = self.backend.check_now(&key) {
+            // Decided already (in-process): the ready inner service is
+            // called now, so neither it nor the request waits in the future.
+            return RateLimitFuture::decided(
+                future::decision(decided),
+                &mut self.inner,
+                req,
+                Arc::clone(&self.backend),
+                self.policy_header.clone(),
+            );
+        }
         let check = self.backend.check(&key);
         // The ready service goes into the future; a fresh clone stays here.
         let clone = self.inner.clone();
