@@ -31,6 +31,11 @@
 //! gateway's share is also given per round (median and range), since each
 //! round's pair ran back to back; `FORTEN_SYSTEM_ROUNDS` sets how many
 //! rounds (default 10, of 4,000 requests per target).
+//!
+//! The ratio depends on the machine (both paths make the same system calls,
+//! so cheap loopback lowers the gateway's share); `benches/callgrind-system`
+//! counts the user-space instructions per request of each path instead,
+//! which do not.
 #![allow(missing_docs)]
 
 use std::collections::HashMap;
