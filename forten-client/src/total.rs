@@ -110,8 +110,11 @@ pin_project! {
     pub(crate) struct TotalFuture<F> {
         #[pin]
         inner: Inner<F>,
-        #[pin]
-        sleep: Option<Sleep>,
+        // boxed when first armed: while an attempt is on the wire its own
+        // timer covers the deadline, so most calls never arm this one, and
+        // an inline `Sleep` would make every move of the call's future
+        // copy its 112 bytes
+        sleep: Option<Pin<Box<Sleep>>>,
         deadline: Option<Instant>,
         budget: Option<Duration>,
     }
@@ -162,10 +165,10 @@ where
                 report_armed(below);
                 return Poll::Pending;
             }
-            this.sleep.set(Some(sleep_until(deadline)));
+            *this.sleep = Some(Box::pin(sleep_until(deadline)));
         }
-        if let Some(sleep) = this.sleep.as_pin_mut() {
-            if sleep.poll(cx).is_ready() {
+        if let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_ready() {
                 this.inner.set(Inner::Done);
                 return Poll::Ready(Err(timeout(*this.budget)));
             }
