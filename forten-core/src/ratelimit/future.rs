@@ -59,17 +59,25 @@ pub(super) fn decision(result: Result<Decision, BoxError>) -> Option<Decision> {
     }
 }
 
-/// What a decision does to a request: the `RateLimit` header value for the
-/// response, and the 429 (with its headers) when the request is refused.
+/// What a decision does to a request.
+enum Outcome {
+    /// It goes on; the response gets this `RateLimit` value (none when the
+    /// backend failed).
+    Proceed(Option<HeaderValue>),
+    /// It is refused with this 429.
+    Refused(Response<Full<Bytes>>),
+}
+
+/// The [`Outcome`] of `decision` for `req`.
 fn outcome<B>(
     policy: &super::RateLimitPolicy,
     policy_header: &HeaderValue,
     decision: Option<Decision>,
     req: &Request<B>,
-) -> (Option<HeaderValue>, Option<Response<Full<Bytes>>>) {
+) -> Outcome {
     let state_header = decision.map(|d| state_value(policy, &d));
     let Some(d) = decision.filter(|d| !d.allowed) else {
-        return (state_header, None);
+        return Outcome::Proceed(state_header);
     };
     policy.record_refusal();
     let ctx = req
@@ -83,7 +91,7 @@ fn outcome<B>(
     if let Some(v) = state_header {
         headers.insert(RATELIMIT, v);
     }
-    (None, Some(response))
+    Outcome::Refused(response)
 }
 
 impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk> {
@@ -121,10 +129,10 @@ where
         policy_header: HeaderValue,
     ) -> Self {
         let state = match outcome(backend.policy(), &policy_header, decision, &req) {
-            (_, Some(refused)) => State::Refused {
+            Outcome::Refused(refused) => State::Refused {
                 response: Some(refused),
             },
-            (state_header, None) => State::Calling {
+            Outcome::Proceed(state_header) => State::Calling {
                 fut: inner.call(req),
                 state_header,
             },
@@ -157,8 +165,10 @@ where
                     };
                     let policy = this.backend.policy();
                     match outcome(policy, this.policy_header, decision, &req) {
-                        (_, Some(refused)) => return Poll::Ready(Ok(refused.map(Either::Right))),
-                        (state_header, None) => {
+                        Outcome::Refused(refused) => {
+                            return Poll::Ready(Ok(refused.map(Either::Right)));
+                        }
+                        Outcome::Proceed(state_header) => {
                             let fut = inner.call(req);
                             this.state.set(State::Calling { fut, state_header });
                         }

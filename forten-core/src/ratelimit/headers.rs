@@ -18,15 +18,25 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Whether `c` is escaped inside an sf-string.
+fn escaped(c: char) -> bool {
+    c == '"' || c == '\\'
+}
+
 fn sf_string(name: &str, out: &mut String) {
     out.push('"');
     for c in name.chars() {
-        if c == '"' || c == '\\' {
+        if escaped(c) {
             out.push('\\');
         }
         out.push(c);
     }
     out.push('"');
+}
+
+/// The length [`sf_string`] writes for `name`.
+fn sf_string_len(name: &str) -> usize {
+    name.len() + name.chars().filter(|&c| escaped(c)).count() + 2
 }
 
 /// The `RateLimit-Policy` value of `policy`.
@@ -47,13 +57,12 @@ pub fn state_value(policy: &RateLimitPolicy, decision: &Decision) -> HeaderValue
     let remaining = remaining.format(decision.remaining);
     let mut reset = itoa::Buffer::new();
     let reset = reset.format(ceil_secs(decision.reset_after));
-    let name = policy.name();
-    let escapes = name.bytes().filter(|b| matches!(b, b'"' | b'\\')).count();
     // Exactly the value's length: a `Bytes` made from a full `Vec` takes
     // its buffer as it is, where any spare capacity costs a second allocation.
-    let len = name.len() + escapes + 2 + ";r=".len() + remaining.len() + ";t=".len() + reset.len();
+    let len =
+        sf_string_len(policy.name()) + ";r=".len() + remaining.len() + ";t=".len() + reset.len();
     let mut s = String::with_capacity(len);
-    sf_string(name, &mut s);
+    sf_string(policy.name(), &mut s);
     s.push_str(";r=");
     s.push_str(remaining);
     s.push_str(";t=");
