@@ -315,3 +315,74 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request head a service's handler sees: the [`Keys`] in
+    /// extensions (as `server_stack` puts them) and `token`, if any.
+    fn parts(keys: &Keys, token: Option<HeaderValue>) -> Parts {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(keys.clone());
+        if let Some(token) = token {
+            req.headers_mut().insert(USER_TOKEN_HEADER, token);
+        }
+        req.into_parts().0
+    }
+
+    /// The 401's detail for `token`.
+    async fn refused(keys: &Keys, token: Option<HeaderValue>) -> String {
+        match CurrentUser::from_request_parts(&mut parts(keys, token), &()).await {
+            Ok(_) => panic!("accepted"),
+            Err(ApiError(forten_core::Error::Unauthenticated { detail })) => detail,
+            Err(ApiError(other)) => panic!("not a 401: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_token_that_is_missing_unreadable_or_invalid_is_a_401_saying_which() {
+        let keys = Keys::new(&Secrets::dev()).unwrap();
+        assert_eq!(refused(&keys, None).await, "no user token was forwarded");
+        let not_ascii = HeaderValue::from_bytes(b"\xffabc").unwrap();
+        assert_eq!(
+            refused(&keys, Some(not_ascii)).await,
+            "the user token is not visible ASCII"
+        );
+        let garbage = HeaderValue::from_static("not-a-jwt");
+        assert!(
+            refused(&keys, Some(garbage))
+                .await
+                .starts_with("the user token is invalid: "),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_seen_before_shares_its_claims_and_grants_the_roles_permissions() {
+        let keys = Keys::new(&Secrets::dev()).unwrap();
+        let (token, _) = keys
+            .issue_user_token(TokenUser {
+                id: "u1",
+                role: "manager",
+                organization: "acme",
+                email: "m@acme.test",
+                name: "Manager",
+            })
+            .unwrap();
+        let value = HeaderValue::from_str(&token).unwrap();
+        let first = CurrentUser::from_request_parts(&mut parts(&keys, Some(value.clone())), &())
+            .await
+            .unwrap();
+        let again = CurrentUser::from_request_parts(&mut parts(&keys, Some(value.clone())), &())
+            .await
+            .unwrap();
+        assert_eq!(first.id(), "u1");
+        assert_eq!(first.organization(), "acme");
+        assert_eq!(first.token, value);
+        assert!(first.require(APPROVE).is_ok());
+        assert!(
+            Arc::ptr_eq(&first.claims, &again.claims),
+            "the cached claims, not a copy"
+        );
+    }
+}
