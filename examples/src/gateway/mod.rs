@@ -35,9 +35,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
+use axum::handler::{Handler, HandlerService};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, any, get, get_service, post};
+use axum::routing::{MethodRouter, get_service, post, post_service};
 use bytes::Bytes;
 use forten_client::ServiceClient;
 use forten_core::circuit::{CircuitBreaker, CircuitBreakerBuilder};
@@ -154,6 +155,16 @@ fn user_or_ip() -> KeyExtractor {
     })
 }
 
+/// `handler` (with the upstreams as its state) inside `layers`.
+fn behind<L, H, T>(layers: &L, handler: H, upstreams: &Arc<Upstreams>) -> L::Service
+where
+    L: Layer<HandlerService<H, T, Arc<Upstreams>>>,
+    H: Handler<T, Arc<Upstreams>>,
+    T: 'static,
+{
+    layers.layer(handler.with_state(Arc::clone(upstreams)))
+}
+
 /// Builds the gateway.
 pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, SystemError> {
     let discovery = DiscoveryClient::new(cfg.registry.clone());
@@ -191,30 +202,41 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
     let idempotency = IdempotencyLayer::new(MemoryStore::new());
     let to_body = |req: Request<Either<Body, Full<Bytes>>>| req.map(Body::new);
 
+    // Each route's handler sits directly inside its layers (`route_service`),
+    // rather than under `Router::route_layer`, which wraps every route in one
+    // more boxed service that is cloned and boxed again on every request.
+    let public_layers = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(rate_limit.clone());
+    let protected_layers = ServiceBuilder::new()
+        .layer(ErrorResponseLayer::new())
+        .layer(ctx.keys.user_layer())
+        .layer(rate_limit)
+        .layer(idempotency)
+        .map_request(to_body);
     let public = Router::new()
-        .route("/api/v1/auth/signup", post(proxy::signup))
-        .route("/api/v1/auth/login", post(proxy::login))
-        .with_state(upstreams.clone())
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(ErrorResponseLayer::new())
-                .layer(rate_limit.clone()),
+        .route(
+            "/api/v1/auth/signup",
+            post_service(behind(&public_layers, proxy::signup, &upstreams)),
+        )
+        .route(
+            "/api/v1/auth/login",
+            post_service(behind(&public_layers, proxy::login, &upstreams)),
         );
+    let events = behind(&protected_layers, proxy::events, &upstreams);
+    let notifications = behind(&protected_layers, proxy::notifications, &upstreams);
     let protected = Router::new()
-        .route("/api/v1/auth/me", get(proxy::me))
-        .route("/api/v1/events", any(proxy::events))
-        .route("/api/v1/events/{*rest}", any(proxy::events))
-        .route("/api/v1/notifications", any(proxy::notifications))
-        .route("/api/v1/notifications/{*rest}", any(proxy::notifications))
-        .route("/api/v1/dashboard", get(proxy::dashboard))
-        .with_state(upstreams)
-        .route_layer(
-            ServiceBuilder::new()
-                .layer(ErrorResponseLayer::new())
-                .layer(ctx.keys.user_layer())
-                .layer(rate_limit)
-                .layer(idempotency)
-                .map_request(to_body),
+        .route(
+            "/api/v1/auth/me",
+            get_service(behind(&protected_layers, proxy::me, &upstreams)),
+        )
+        .route_service("/api/v1/events", events.clone())
+        .route_service("/api/v1/events/{*rest}", events)
+        .route_service("/api/v1/notifications", notifications.clone())
+        .route_service("/api/v1/notifications/{*rest}", notifications)
+        .route(
+            "/api/v1/dashboard",
+            get_service(behind(&protected_layers, proxy::dashboard, &upstreams)),
         );
     let demo = Router::new()
         .route("/demo/services/{name}/{action}", post(demo_control))
