@@ -458,3 +458,69 @@ async fn auth_service_validates_tokens_for_the_gateway() {
     bad.assert_error(401, "UNAUTHENTICATED");
     system.shutdown().await.expect("graceful shutdown");
 }
+
+/// The `/api/v1` routes carry the server's layers themselves (merged in
+/// after `server_stack`): they answer like every other route, with the
+/// correlation id echoed, JSON:API documents for a wrong method (with
+/// `Allow`, before any credential is asked for) and an unknown path, and a
+/// RED series under their route template.
+#[tokio::test]
+async fn the_api_routes_answer_with_the_whole_server_stack() {
+    let system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+
+    let r = gw
+        .send(
+            Method::GET,
+            "/api/v1/events",
+            &[("x-correlation-id", "trace-me-1")],
+            None,
+        )
+        .await;
+    r.assert_error(401, "UNAUTHENTICATED");
+    assert_eq!(r.header("x-correlation-id"), "trace-me-1");
+
+    for (method, path, allow) in [
+        (Method::POST, "/api/v1/auth/me", "GET"),
+        (Method::DELETE, "/api/v1/dashboard", "GET"),
+        (Method::GET, "/api/v1/auth/signup", "POST"),
+        (Method::PUT, "/api/v1/auth/login", "POST"),
+    ] {
+        let r = gw
+            .send(
+                method.clone(),
+                path,
+                &[("x-correlation-id", "trace-me-2")],
+                None,
+            )
+            .await;
+        r.assert_error(405, "METHOD_NOT_ALLOWED");
+        assert!(
+            r.header("allow").contains(allow),
+            "{method} {path}: allow {:?}",
+            r.header("allow")
+        );
+        assert_eq!(r.header("x-correlation-id"), "trace-me-2", "{method} {path}");
+    }
+
+    let r = gw.get("/api/v1/nothing-here", None).await;
+    r.assert_error(404, "NOT_FOUND");
+    assert!(!r.header("x-correlation-id").is_empty());
+
+    let (_, t) = user(&gw, "mel", "acme", "member").await;
+    let created = gw
+        .post("/api/v1/events", Some(&t), json!({"title": "Counted"}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.json);
+    let scraped = gw.get("/metrics", None).await;
+    let metrics = std::str::from_utf8(&scraped.body).expect("UTF-8");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("forten_server_requests_total")
+            && l.contains("route=\"/api/v1/events\"")
+            && l.contains("status=\"201\"")),
+        "the create is counted under its route template:\n{metrics}"
+    );
+    system.shutdown().await.expect("graceful shutdown");
+}

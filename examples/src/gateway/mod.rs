@@ -52,12 +52,14 @@ use forten_discovery::{DiscoveryClient, MemoryRegistry, Registry, RegistryServer
 use forten_health::{Check, CheckResult};
 use http::Request;
 use http_body_util::{Either, Full};
-use tower::{Layer, ServiceBuilder};
+use tower::Layer;
 
 pub use proxy::{Failure, Upstream, Upstreams, forward, upstream_failure};
 
 use crate::runtime::input::ApiError;
+use crate::runtime::input::wrong_method;
 use crate::runtime::names::{AUTH, EVENTS, GATEWAY, NOTIFICATIONS};
+use crate::runtime::serve::server_layers;
 use crate::runtime::{Launch, ServiceContext, server_stack};
 use crate::system::SystemError;
 
@@ -202,33 +204,44 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
     let idempotency = IdempotencyLayer::new(MemoryStore::new());
     let to_body = |req: Request<Either<Body, Full<Bytes>>>| req.map(Body::new);
 
-    // Each route's handler sits directly inside its layers (`route_service`),
-    // rather than under `Router::route_layer`, which wraps every route in one
-    // more boxed service that is cloned and boxed again on every request.
-    let public_layers = ServiceBuilder::new()
+    // The `/api/v1` routes carry the whole stack themselves, the server's
+    // layers ([`server_layers`]) and theirs, around the handler: one boxed
+    // level a request (the route axum keeps), where `server_stack`'s
+    // `Router::layer` and a `route_layer` would each add one more, cloned
+    // and boxed again on every request. They are merged in after
+    // `server_stack`, so its layers do not wrap them a second time.
+    let api = server_layers(GATEWAY, ctx.max_deadline);
+    let public_layers = api
+        .clone()
         .layer(ErrorResponseLayer::new())
         .layer(rate_limit.clone());
-    let protected_layers = ServiceBuilder::new()
+    let protected_layers = api
+        .clone()
         .layer(ErrorResponseLayer::new())
         .layer(ctx.keys.user_layer())
         .layer(rate_limit)
         .layer(idempotency)
         .map_request(to_body);
-    let public = Router::new()
+    // 405 for a method a route does not take, as `server_stack` answers it
+    // for its routes (no credentials needed to learn that).
+    let wrong_method = behind(&api, wrong_method, &upstreams);
+    let events = behind(&protected_layers, proxy::events, &upstreams);
+    let notifications = behind(&protected_layers, proxy::notifications, &upstreams);
+    let api = Router::new()
         .route(
             "/api/v1/auth/signup",
-            post_service(behind(&public_layers, proxy::signup, &upstreams)),
+            post_service(behind(&public_layers, proxy::signup, &upstreams))
+                .fallback_service(wrong_method.clone()),
         )
         .route(
             "/api/v1/auth/login",
-            post_service(behind(&public_layers, proxy::login, &upstreams)),
-        );
-    let events = behind(&protected_layers, proxy::events, &upstreams);
-    let notifications = behind(&protected_layers, proxy::notifications, &upstreams);
-    let protected = Router::new()
+            post_service(behind(&public_layers, proxy::login, &upstreams))
+                .fallback_service(wrong_method.clone()),
+        )
         .route(
             "/api/v1/auth/me",
-            get_service(behind(&protected_layers, proxy::me, &upstreams)),
+            get_service(behind(&protected_layers, proxy::me, &upstreams))
+                .fallback_service(wrong_method.clone()),
         )
         .route_service("/api/v1/events", events.clone())
         .route_service("/api/v1/events/{*rest}", events)
@@ -236,21 +249,20 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
         .route_service("/api/v1/notifications/{*rest}", notifications)
         .route(
             "/api/v1/dashboard",
-            get_service(behind(&protected_layers, proxy::dashboard, &upstreams)),
+            get_service(behind(&protected_layers, proxy::dashboard, &upstreams))
+                .fallback_service(wrong_method.clone()),
         );
     let demo = Router::new()
         .route("/demo/services/{name}/{action}", post(demo_control))
         .with_state(cfg.demo.clone());
     let router = server_stack(
         GATEWAY,
-        public
-            .merge(protected)
-            .merge(demo)
-            .nest_service("/registry", registry_api(ctx, &cfg.registry))
+        demo.nest_service("/registry", registry_api(ctx, &cfg.registry))
             .nest_service("/health", monitor.routes().nested()),
         ctx.max_deadline,
         None,
-    );
+    )
+    .merge(api);
     Ok(Launch {
         name: GATEWAY,
         router,

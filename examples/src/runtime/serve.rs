@@ -10,11 +10,13 @@ use axum::extract::DefaultBodyLimit;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
 use forten_core::error::ErrorResponseLayer;
+use forten_core::metrics::ServerMetricsLayer;
 use forten_discovery::{AnyRegistry, Registration, Registry, ServiceInstance};
 use forten_events::SubscriptionHandle;
 use forten_health::HealthMonitor;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service, ServiceBuilder};
 use tracing::Instrument;
 use tracing::instrument::Instrumented;
@@ -42,7 +44,9 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// One `ServiceBuilder`, because axum wants every layer it is given to be
 /// infallible (`ErrorResponseLayer` turns the deadline's errors into
 /// documents), and because each `Router::layer` call wraps every route in one
-/// more boxed service that is cloned and boxed again on every request.
+/// more boxed service that is cloned and boxed again on every request. A hot
+/// route can carry [`server_layers`] itself instead and be merged in after
+/// this (the gateway's `/api/v1` routes do), so it has no such level at all.
 pub fn server_stack(
     service: &'static str,
     router: Router,
@@ -53,19 +57,39 @@ pub fn server_stack(
         .route("/metrics", axum::routing::get(super::metrics::render))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(
-            ServiceBuilder::new()
-                .layer(ServiceSpanLayer(service))
-                // Handlers and the layers inside read both from the task
-                // (`current()`), so neither goes into request extensions too:
-                // that saves two boxed values a request.
-                .layer(CorrelationLayer::new().request_extension(false))
-                .layer(ErrorResponseLayer::new())
-                .layer(DeadlineLayer::new(max).request_extension(false))
-                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-                .option_layer(keys.map(|k| axum::Extension(k.clone())))
-                .layer(super::metrics::server_metrics()),
-        )
+        .layer(server_layers(service, max).option_layer(keys.map(|k| axum::Extension(k.clone()))))
+}
+
+/// The layers of [`server_stack`], outermost first.
+pub type ServerLayers = Stack<
+    ServerMetricsLayer,
+    Stack<
+        DefaultBodyLimit,
+        Stack<
+            DeadlineLayer,
+            Stack<ErrorResponseLayer, Stack<CorrelationLayer, Stack<ServiceSpanLayer, Identity>>>,
+        >,
+    >,
+>;
+
+/// The layers [`server_stack`] puts around every route, for a route that
+/// carries them itself (`route_service(path, server_layers(..).service(svc))`,
+/// merged into the router after [`server_stack`]): the service's span,
+/// correlation, JSON:API errors, the deadline capped at `max`, the body
+/// limit and the RED metrics (labelled with the route's template, which the
+/// router has set by then). Layers added to the returned builder sit inside
+/// them; an error any of them returns becomes a JSON:API document.
+pub fn server_layers(service: &'static str, max: Duration) -> ServiceBuilder<ServerLayers> {
+    ServiceBuilder::new()
+        .layer(ServiceSpanLayer(service))
+        // Handlers and the layers inside read both from the task
+        // (`current()`), so neither goes into request extensions too:
+        // that saves two boxed values a request.
+        .layer(CorrelationLayer::new().request_extension(false))
+        .layer(ErrorResponseLayer::new())
+        .layer(DeadlineLayer::new(max).request_extension(false))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(super::metrics::server_metrics())
 }
 
 /// A span per request naming the service, so every log line says which
@@ -73,7 +97,7 @@ pub fn server_stack(
 /// A small layer rather than `axum::middleware::from_fn`, which boxes the
 /// rest of the stack and its future on every request.
 #[derive(Debug, Clone, Copy)]
-struct ServiceSpanLayer(&'static str);
+pub struct ServiceSpanLayer(&'static str);
 
 impl<S> Layer<S> for ServiceSpanLayer {
     type Service = ServiceSpan<S>;
@@ -88,7 +112,7 @@ impl<S> Layer<S> for ServiceSpanLayer {
 
 /// The service of [`ServiceSpanLayer`].
 #[derive(Debug, Clone)]
-struct ServiceSpan<S> {
+pub struct ServiceSpan<S> {
     service: &'static str,
     inner: S,
 }

@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// The body as received.
+    pub body: Bytes,
     pub json: Value,
 }
 
@@ -95,6 +97,7 @@ impl Http {
             status,
             headers,
             json,
+            body: bytes,
         }
     }
 
