@@ -13,6 +13,15 @@
 //!   `Authorization`, the caller's token in `x-user-token`), with no forten
 //!   layer in the proxy: the peer the budget compares with, since both hops
 //!   then do the same upstream work and differ only in the gateway's stack;
+//! - `system/breakdown/bare_proxy_events_contract`: the bare proxy to
+//!   events-service speaking the gateway's wire contract: it sends
+//!   `x-correlation-id`, `traceparent` and `x-request-timeout-ms` upstream
+//!   (DESIGN 4.1, 4.2) and answers `x-correlation-id`, `RateLimit` and
+//!   `RateLimit-Policy` to its caller, all static values: what carrying
+//!   those headers costs both ends (and events-service parsing them),
+//!   without anything that makes them. The gap between it and the gateway
+//!   is the gateway's implementation; the gap between it and the peer, the
+//!   contract's;
 //! - `system/peer_bare_proxy`: a bare proxy like the one above whose upstream
 //!   is an axum handler answering the same event document from a map: no
 //!   forten layer anywhere, not even in events-service (the lower bound of
@@ -54,7 +63,7 @@ use forten_examples::runtime::auth::USER_TOKEN_HEADER;
 use forten_examples::runtime::names;
 use forten_examples::system::{RunningSystem, Service, SystemConfig};
 use forten_examples::walkthrough::{ApiClient, signup_and_login};
-use http::{Request, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -107,6 +116,32 @@ struct BareProxy {
     /// For events-service: the gateway's service token (`Authorization`
     /// value); the caller's bearer token then goes on in `x-user-token`.
     service_auth: Option<http::HeaderValue>,
+    /// Speaks the gateway's wire contract (static header values).
+    contract: bool,
+}
+
+/// The headers the gateway sends upstream on every call, as static values.
+const CONTRACT_UPSTREAM: [(&str, &str); 3] = [
+    ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
+    (
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ),
+    ("x-request-timeout-ms", "4999"),
+];
+
+/// The headers the gateway answers its callers with, as static values.
+const CONTRACT_DOWNSTREAM: [(&str, &str); 3] = [
+    ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
+    ("ratelimit", "\"per-user\";r=9999999;t=0"),
+    ("ratelimit-policy", "\"per-user\";q=10000000;w=1"),
+];
+
+fn static_header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) {
+    (
+        HeaderName::from_static(name),
+        HeaderValue::from_static(value),
+    )
 }
 
 /// The bare gateway route: forwards to the events handler, answers its
@@ -128,6 +163,12 @@ async fn bare_proxy(
             request = request.header(http::HeaderName::from_static(USER_TOKEN_HEADER), user);
         }
     }
+    if proxy.contract {
+        for (name, value) in CONTRACT_UPSTREAM {
+            let (name, value) = static_header(name, value);
+            request = request.header(name, value);
+        }
+    }
     let request = request.body(Full::new(Bytes::new())).expect("request");
     let Ok(response) = proxy.client.request(request).await else {
         return StatusCode::BAD_GATEWAY.into_response();
@@ -141,6 +182,12 @@ async fn bare_proxy(
         answer
             .headers_mut()
             .insert(http::header::CONTENT_TYPE, ct.clone());
+    }
+    if proxy.contract {
+        for (name, value) in CONTRACT_DOWNSTREAM {
+            let (name, value) = static_header(name, value);
+            answer.headers_mut().insert(name, value);
+        }
     }
     answer
 }
@@ -204,6 +251,8 @@ struct Peers {
     gateway: Target,
     /// The bare proxy to events-service: the budget's peer.
     bare_events: Target,
+    /// The bare proxy to events-service speaking the wire contract.
+    bare_contract: Target,
     /// The bare proxy to a map-lookup upstream.
     bare: Target,
     /// events-service alone (no gateway hop): the breakdown line.
@@ -251,6 +300,7 @@ impl Peers {
                     client: http_client(),
                     upstream,
                     service_auth: None,
+                    contract: false,
                 }),
         )
         .await;
@@ -274,20 +324,21 @@ impl Peers {
             .trim_end_matches('/')
             .parse()
             .expect("events-service address");
-        let proxy_events = serve(
+        let service_auth: http::HeaderValue = format!("Bearer {service_token}")
+            .parse()
+            .expect("service token header");
+        let proxy_to_events = |contract| {
             Router::new()
                 .route("/api/v1/events/{id}", get(bare_proxy))
                 .with_state(BareProxy {
                     client: http_client(),
                     upstream: events_addr,
-                    service_auth: Some(
-                        format!("Bearer {service_token}")
-                            .parse()
-                            .expect("service token header"),
-                    ),
-                }),
-        )
-        .await;
+                    service_auth: Some(service_auth.clone()),
+                    contract,
+                })
+        };
+        let proxy_events = serve(proxy_to_events(false)).await;
+        let proxy_contract = serve(proxy_to_events(true)).await;
         let direct = Target {
             client: http_client(),
             uri: format!("{events_url}/events/{id}").parse().expect("uri"),
@@ -297,6 +348,7 @@ impl Peers {
         Peers {
             gateway: target(system.gateway_url()),
             bare_events: target(format!("http://{proxy_events}")),
+            bare_contract: target(format!("http://{proxy_contract}")),
             bare: target(format!("http://{proxy}")),
             direct,
             _system: system,
@@ -328,9 +380,12 @@ fn load_only(rt: &Runtime, peers: &Peers, which: &str) {
     let target = match which {
         "gateway" => &peers.gateway,
         "bare_events" => &peers.bare_events,
+        "bare_contract" => &peers.bare_contract,
         "bare" => &peers.bare,
         "direct" => &peers.direct,
-        other => panic!("FORTEN_SYSTEM_ONLY={other}: gateway, bare_events, bare or direct"),
+        other => panic!(
+            "FORTEN_SYSTEM_ONLY={other}: gateway, bare_events, bare_contract, bare or direct"
+        ),
     };
     let n: u64 = std::env::var("FORTEN_SYSTEM_REQUESTS")
         .ok()
@@ -355,17 +410,21 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
         ("system/gateway_get_event", &peers.gateway),
         ("system/peer_bare_proxy", &peers.bare),
         ("system/breakdown/events_service_direct", &peers.direct),
+        (
+            "system/breakdown/bare_proxy_events_contract",
+            &peers.bare_contract,
+        ),
     ];
     rt.block_on(async {
-        let mut samples: [Vec<Duration>; 4] = Default::default();
-        let mut totals = [Duration::ZERO; 4];
-        let mut cpu = [Duration::ZERO; 4];
+        let mut samples: [Vec<Duration>; 5] = Default::default();
+        let mut totals = [Duration::ZERO; 5];
+        let mut cpu = [Duration::ZERO; 5];
         // The gateway's share of its peer in each round: the two ran
         // back to back, so the VM's speed drifts less between them than
         // across the whole run.
         let mut shares = Vec::with_capacity(rounds);
         for _ in 0..rounds {
-            let mut round = [Duration::ZERO; 4];
+            let mut round = [Duration::ZERO; 5];
             for (i, (_, target)) in targets.iter().enumerate() {
                 let before = cpu_time();
                 round[i] = target.load(per_round, Some(&mut samples[i])).await;
@@ -375,7 +434,7 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
             shares.push(round[0].as_secs_f64() / round[1].as_secs_f64() * 100.0);
         }
         shares.sort_by(f64::total_cmp);
-        let mut rates = [0.0; 4];
+        let mut rates = [0.0; 5];
         for (i, (id, _)) in targets.iter().enumerate() {
             let s = &mut samples[i];
             s.sort_unstable();
@@ -403,6 +462,11 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
             "load/system: and {:.1} % of a bare proxy to a map lookup (no forten anywhere; breakdown)",
             rates[1] / rates[2] * 100.0
         );
+        println!(
+            "load/system: and {:.1} % of a bare proxy to events-service speaking the same wire contract, which keeps {:.1} % of the peer (breakdown: the contract's share and the implementation's)",
+            rates[1] / rates[4] * 100.0,
+            rates[4] / rates[0] * 100.0
+        );
     });
 }
 
@@ -419,6 +483,7 @@ fn system(c: &mut Criterion) {
         peers.bare_events.load(2_000, None).await;
         peers.bare.load(2_000, None).await;
         peers.direct.load(2_000, None).await;
+        peers.bare_contract.load(2_000, None).await;
     });
     if let Ok(which) = std::env::var("FORTEN_SYSTEM_ONLY") {
         load_only(&rt, &peers, &which);

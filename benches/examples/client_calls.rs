@@ -8,8 +8,10 @@
 //! cargo run --profile bench -p forten-benches --example client_calls -- <id> <N> [allocs]
 //! ```
 //!
-//! Ids: `plain` (hyper-util's client, no layers), `forten` (`ServiceClient`'s
-//! whole default stack), `no_retry` (the same with retries off). With
+//! Ids: `plain` (hyper-util's client, no layers), `plain_headers` (the same
+//! sending the three headers the stack adds on the wire: what the wire
+//! contract alone costs, both ends), `forten` (`ServiceClient`'s whole
+//! default stack), `no_retry` (the same with retries off). With
 //! `allocs`, it prints the heap allocations per call instead (run it outside
 //! valgrind).
 #![allow(missing_docs)]
@@ -28,6 +30,8 @@ use loopback::{PlainClient, forten_client, no_retry_client, plain_client, serve}
 
 enum Peer {
     Plain(PlainClient, http::Uri),
+    /// Plain, sending the stack's propagation headers (made up front).
+    PlainHeaders(PlainClient, http::Uri),
     Forten(ServiceClient),
 }
 
@@ -43,6 +47,37 @@ impl Peer {
                 .await
                 .expect("body")
                 .to_bytes(),
+            Peer::PlainHeaders(client, uri) => {
+                // static names and values: no allocation to build them,
+                // as the stack's own (its values share one buffer)
+                use http::{HeaderName, HeaderValue};
+                let req = http::Request::get(uri.clone())
+                    .header(
+                        HeaderName::from_static("x-correlation-id"),
+                        HeaderValue::from_static("6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
+                    )
+                    .header(
+                        HeaderName::from_static("traceparent"),
+                        HeaderValue::from_static(
+                            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                        ),
+                    )
+                    .header(
+                        HeaderName::from_static("x-request-timeout-ms"),
+                        HeaderValue::from_static("10000"),
+                    )
+                    .body(http_body_util::Full::new(Bytes::new()))
+                    .expect("request");
+                client
+                    .request(req)
+                    .await
+                    .expect("plain GET")
+                    .into_body()
+                    .collect()
+                    .await
+                    .expect("body")
+                    .to_bytes()
+            }
             Peer::Forten(client) => client
                 .get("/")
                 .send()
@@ -56,7 +91,7 @@ impl Peer {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(id), Some(Ok(n))) = (args.first(), args.get(1).map(|n| n.parse::<u64>())) else {
-        eprintln!("usage: client_calls <plain|forten|no_retry> <N> [allocs]");
+        eprintln!("usage: client_calls <plain|plain_headers|forten|no_retry> <N> [allocs]");
         return ExitCode::FAILURE;
     };
     let allocs = args.get(2).is_some_and(|a| a == "allocs");
@@ -70,6 +105,9 @@ fn main() -> ExitCode {
         let _guard = rt.enter();
         match id.as_str() {
             "plain" => Peer::Plain(plain_client(), format!("{base}/").parse().expect("uri")),
+            "plain_headers" => {
+                Peer::PlainHeaders(plain_client(), format!("{base}/").parse().expect("uri"))
+            }
             "forten" => Peer::Forten(forten_client(&base)),
             "no_retry" => Peer::Forten(no_retry_client(&base)),
             other => {

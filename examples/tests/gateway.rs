@@ -502,7 +502,11 @@ async fn the_api_routes_answer_with_the_whole_server_stack() {
             "{method} {path}: allow {:?}",
             r.header("allow")
         );
-        assert_eq!(r.header("x-correlation-id"), "trace-me-2", "{method} {path}");
+        assert_eq!(
+            r.header("x-correlation-id"),
+            "trace-me-2",
+            "{method} {path}"
+        );
     }
 
     let r = gw.get("/api/v1/nothing-here", None).await;
@@ -517,9 +521,11 @@ async fn the_api_routes_answer_with_the_whole_server_stack() {
     let scraped = gw.get("/metrics", None).await;
     let metrics = std::str::from_utf8(&scraped.body).expect("UTF-8");
     assert!(
-        metrics.lines().any(|l| l.starts_with("forten_server_requests_total")
-            && l.contains("route=\"/api/v1/events\"")
-            && l.contains("status=\"201\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("forten_server_requests_total")
+                && l.contains("route=\"/api/v1/events\"")
+                && l.contains("status=\"201\"")),
         "the create is counted under its route template:\n{metrics}"
     );
     system.shutdown().await.expect("graceful shutdown");
