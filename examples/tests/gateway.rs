@@ -514,6 +514,18 @@ async fn the_api_routes_answer_with_the_whole_server_stack() {
     assert!(!r.header("x-correlation-id").is_empty());
 
     let (_, t) = user(&gw, "mel", "acme", "member").await;
+    // a body over the limit is refused before anything is forwarded
+    let auth = format!("Bearer {t}");
+    let big = vec![b' '; forten_examples::runtime::input::MAX_BODY_BYTES + 1];
+    let r = gw
+        .send(
+            Method::POST,
+            "/api/v1/events",
+            &[("authorization", &auth)],
+            Some(&big),
+        )
+        .await;
+    r.assert_error(413, "PAYLOAD_TOO_LARGE");
     let created = gw
         .post("/api/v1/events", Some(&t), json!({"title": "Counted"}))
         .await;

@@ -1,6 +1,7 @@
 //! The gateway's handlers: routing `/api/v1/...` to the services through
 //! forten-client, and the dashboard that degrades instead of failing.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,8 @@ use bytes::Bytes;
 use forten_client::{ClientError, RequestBuilder, ServiceClient};
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationContext;
+use futures::FutureExt;
+use futures::future::Either;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use tower::{Layer, ServiceExt};
@@ -70,20 +73,31 @@ impl Failure {
 impl Upstream {
     /// Sends `call` through the service breaker and the client's stack; any
     /// status is a response.
-    pub async fn send(&self, call: RequestBuilder) -> Result<http::Response<Bytes>, Failure> {
-        let (client, req) = call.build().map_err(Failure::Client)?;
-        match self
-            .breaker
-            .layer()
-            .layer(Once(Some(client)))
-            .oneshot(req)
-            .await
-        {
-            Ok(response) => Ok(response),
-            Err(e) => match e.downcast::<ClientError>() {
-                Ok(client_error) => Err(Failure::Client(*client_error)),
-                Err(other) => Err(Failure::Other(other)),
-            },
+    ///
+    /// The request is built before the returned future is: the future holds
+    /// only the call in flight, not the builder too (an `async fn` keeps its
+    /// arguments for its whole life, and this future sits inside every
+    /// handler's, which each poll moves).
+    pub fn send(
+        &self,
+        call: RequestBuilder,
+    ) -> impl Future<Output = Result<http::Response<Bytes>, Failure>> + Send + use<> {
+        // Combinators, not an `async` block: awaiting a future the block
+        // captured would move it into a second slot of the block's own.
+        match call.build() {
+            Ok((client, req)) => Either::Left(
+                self.breaker
+                    .layer()
+                    .layer(Once(Some(client)))
+                    .oneshot(req)
+                    .map(|result| {
+                        result.map_err(|e| match e.downcast::<ClientError>() {
+                            Ok(client_error) => Failure::Client(*client_error),
+                            Err(other) => Failure::Other(other),
+                        })
+                    }),
+            ),
+            Err(e) => Either::Right(std::future::ready(Err(Failure::Client(e)))),
         }
     }
 }
@@ -170,14 +184,15 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// Forwards `method path` with `body` to `client`; passes the answer back
-/// (status, content type, body, Retry-After, Location).
-pub async fn forward(
+/// (status, content type, body, Retry-After, Location). The call is built
+/// at once from the borrowed path and headers; the future owns what it needs.
+pub fn forward(
     up: &Upstream,
     method: Method,
     path_and_query: &str,
     headers: &HeaderMap,
     body: Bytes,
-) -> Response {
+) -> impl Future<Output = Response> + Send + use<> {
     let mut call = up.client.request(method, path_and_query);
     if let Some(token) = bearer(headers) {
         call = call.header(USER_TOKEN, token);
@@ -187,7 +202,7 @@ pub async fn forward(
             .header(header::CONTENT_TYPE, "application/json")
             .body(body);
     }
-    match up.send(call).await {
+    up.send(call).map(|answer| match answer {
         Ok(upstream) => {
             let (parts, body) = upstream.into_parts();
             let mut response = Response::new(Body::from(body));
@@ -200,66 +215,99 @@ pub async fn forward(
             response
         }
         Err(e) => e.into_response(),
-    }
+    })
 }
 
-/// Reads a request's body (at most [`MAX_BODY_BYTES`]; a JSON:API 413 beyond).
-async fn body_of(req: Request) -> Result<(http::request::Parts, Bytes), ApiError> {
+/// Which upstream a proxied route goes to.
+type Pick = fn(&Upstreams) -> &Upstream;
+
+/// Proxies `/api/v1/<prefix>...` to the upstream `pick` names as `<to>...`:
+/// reads the body (at most [`MAX_BODY_BYTES`]; a JSON:API 413 beyond), then
+/// [`forward`]s. A plain function returning the future, so the request
+/// (given here, taken apart at once) is not kept inside it beside the call.
+fn proxy(
+    ups: Arc<Upstreams>,
+    pick: Pick,
+    from: &'static str,
+    to: &'static str,
+    req: Request,
+) -> impl Future<Output = Response> + Send + 'static {
+    let target = move |parts: &http::request::Parts| {
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
+        format!("{to}{}", pq.strip_prefix(from).unwrap_or(""))
+    };
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError(forten_core::Error::PayloadTooLarge {
+    // No body to read (a GET, say): forwarded at once, and the future is
+    // the call's alone.
+    if axum::body::HttpBody::is_end_stream(&body) {
+        let target = target(&parts);
+        return Either::Left(forward(
+            pick(&ups),
+            parts.method,
+            &target,
+            &parts.headers,
+            Bytes::new(),
+        ));
+    }
+    Either::Right(async move {
+        let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+            return ApiError(forten_core::Error::PayloadTooLarge {
                 limit: MAX_BODY_BYTES,
             })
-        })?;
-    Ok((parts, bytes))
-}
-
-/// Proxies `/api/v1/<prefix>...` to `client` as `<to>...`.
-async fn proxy(up: &Upstream, from: &str, to: &str, req: Request) -> Response {
-    let (parts, body) = match body_of(req).await {
-        Ok(x) => x,
-        Err(e) => return e.into_response(),
-    };
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-    let rest = pq.strip_prefix(from).unwrap_or("");
-    let target = format!("{to}{rest}");
-    forward(up, parts.method, &target, &parts.headers, body).await
+            .into_response();
+        };
+        let target = target(&parts);
+        forward(pick(&ups), parts.method, &target, &parts.headers, body).await
+    })
 }
 
 /// `POST /api/v1/auth/signup` -> auth-service `POST /users`.
-pub(super) async fn signup(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
-    proxy(&up.auth, "/api/v1/auth/signup", "/users", req).await
+pub(super) fn signup(
+    State(up): State<Arc<Upstreams>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send {
+    proxy(up, |u| &u.auth, "/api/v1/auth/signup", "/users", req)
 }
 
 /// `POST /api/v1/auth/login` -> auth-service `POST /sessions`.
-pub(super) async fn login(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
-    proxy(&up.auth, "/api/v1/auth/login", "/sessions", req).await
+pub(super) fn login(
+    State(up): State<Arc<Upstreams>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send {
+    proxy(up, |u| &u.auth, "/api/v1/auth/login", "/sessions", req)
 }
 
 /// `GET /api/v1/auth/me` -> auth-service `GET /users/me`.
-pub(super) async fn me(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
-    proxy(&up.auth, "/api/v1/auth/me", "/users/me", req).await
+pub(super) fn me(
+    State(up): State<Arc<Upstreams>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send {
+    proxy(up, |u| &u.auth, "/api/v1/auth/me", "/users/me", req)
 }
 
 /// `/api/v1/events...` -> events-service `/events...`.
-pub(super) async fn events(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
-    proxy(&up.events, "/api/v1/events", "/events", req).await
+pub(super) fn events(
+    State(up): State<Arc<Upstreams>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send {
+    proxy(up, |u| &u.events, "/api/v1/events", "/events", req)
 }
 
 /// `/api/v1/notifications...` -> notification-service `/notifications...`.
-pub(super) async fn notifications(State(up): State<Arc<Upstreams>>, req: Request) -> Response {
+pub(super) fn notifications(
+    State(up): State<Arc<Upstreams>>,
+    req: Request,
+) -> impl Future<Output = Response> + Send {
     proxy(
-        &up.notifications,
+        up,
+        |u| &u.notifications,
         "/api/v1/notifications",
         "/notifications",
         req,
     )
-    .await
 }
 
 /// One dashboard part: its `data`, or why it is missing.
