@@ -261,6 +261,19 @@ impl ServiceClient {
         }
     }
 
+    /// A call that starts (its span, its rate-limit decision, the stack) when
+    /// the future is first polled, in whatever span and task polls it: what
+    /// [`RequestBuilder::send`] hands back, so `.send().instrument(span)`
+    /// makes `span` the call's parent.
+    pub(crate) fn deferred(self, req: Request<Full<Bytes>>) -> ResponseFuture {
+        ResponseFuture {
+            state: CallState::Deferred {
+                start: Some((self, req)),
+            },
+            call: None,
+        }
+    }
+
     pub(crate) fn max_request_body(&self) -> usize {
         self.shared.max_request_body
     }
@@ -342,8 +355,19 @@ pin_project! {
 pin_project! {
     #[project = CallStateProj]
     enum CallState {
+        Deferred { start: Option<(ServiceClient, Request<ReqBody>)> },
         Running { #[pin] future: Oneshot<Stack, Request<ReqBody>> },
         Refused { error: Option<ClientError> },
+    }
+}
+
+impl ResponseFuture {
+    /// A call that failed before it started: answers `error` when polled.
+    pub(crate) fn failed(error: ClientError) -> Self {
+        ResponseFuture {
+            state: CallState::Refused { error: Some(error) },
+            call: None,
+        }
     }
 }
 
@@ -356,9 +380,21 @@ impl std::fmt::Debug for ResponseFuture {
 impl Future for ResponseFuture {
     type Output = Result<Response<Bytes>, ClientError>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let CallStateProj::Deferred { start } = self.as_mut().project().state.project() {
+            let started = match start.take() {
+                Some((client, req)) => client.execute_owned(req),
+                None => ResponseFuture::failed(ClientError::InvalidRequest {
+                    detail: "the call's future was polled after completion".to_owned(),
+                }),
+            };
+            self.set(started);
+        }
         let this = self.project();
         let result = match this.state.project() {
+            CallStateProj::Deferred { .. } => Err(ClientError::InvalidRequest {
+                detail: "the call's future was polled after completion".to_owned(),
+            }),
             CallStateProj::Running { future } => {
                 let polled = match this.call.as_ref() {
                     Some(call) => {

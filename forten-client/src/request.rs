@@ -1,10 +1,16 @@
 //! [`RequestBuilder`]: headers, query, body, then `send` or `send_json`.
 
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use http_body_util::Full;
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -167,21 +173,58 @@ impl RequestBuilder {
     /// Sends the request; any status is a response (use
     /// [`send_json`](Self::send_json) or [`ServiceClient::check_status`] to
     /// treat non-2xx as errors).
-    pub async fn send(self) -> Result<Response<Bytes>, ClientError> {
-        let (client, req) = self.build()?;
-        client.execute_owned(req).await
+    ///
+    /// The request is built here; the call starts (its span, in the span
+    /// that polls it) when the future is first polled. The future is a named
+    /// type, [`ResponseFuture`](crate::ResponseFuture), holding the call
+    /// alone (not this builder besides), which keeps it small inside the
+    /// futures that await it. A request that does not build (an invalid
+    /// header, say) fails with its error when awaited.
+    pub fn send(self) -> crate::ResponseFuture {
+        match self.build() {
+            Ok((client, req)) => client.deferred(req),
+            Err(error) => crate::ResponseFuture::failed(error),
+        }
     }
 
     /// Sends the request and decodes a 2xx JSON body; a non-2xx answer is
     /// [`ClientError::Status`] with the upstream's JSON:API error document.
-    pub async fn send_json<T: DeserializeOwned>(self) -> Result<T, ClientError> {
-        let (client, req) = self.build()?;
-        let service = Arc::clone(&client.shared.service);
-        let response = check_status(&service, client.execute_owned(req).await?)?;
-        serde_json::from_slice(response.body()).map_err(|source| ClientError::Decode {
-            service: service.to_string(),
-            status: response.status(),
-            source,
-        })
+    /// Like [`send`](Self::send), the request is built here and the call
+    /// starts when the future is first polled.
+    pub fn send_json<T: DeserializeOwned>(
+        self,
+    ) -> impl Future<Output = Result<T, ClientError>> + Send + use<T> {
+        JsonFuture {
+            service: Arc::clone(&self.client.shared.service),
+            call: self.send(),
+            _decodes: PhantomData,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`RequestBuilder::send_json`]: the call, then the check
+    /// of its status and the decoding of its body.
+    struct JsonFuture<T> {
+        #[pin]
+        call: crate::ResponseFuture,
+        service: Arc<str>,
+        _decodes: PhantomData<fn() -> T>,
+    }
+}
+
+impl<T: DeserializeOwned> Future for JsonFuture<T> {
+    type Output = Result<T, ClientError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = check_status(this.service, ready!(this.call.poll(cx))?)?;
+        Poll::Ready(
+            serde_json::from_slice(response.body()).map_err(|source| ClientError::Decode {
+                service: this.service.to_string(),
+                status: response.status(),
+                source,
+            }),
+        )
     }
 }
