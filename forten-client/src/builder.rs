@@ -247,7 +247,7 @@ impl ServiceClientBuilder {
             (true, None) => return Err(ClientBuildError::NoUpstream(self.service)),
             (false, Some(_)) => return Err(ClientBuildError::BothUpstreams(self.service)),
             (true, Some(client)) => Upstream::Discovery {
-                client,
+                service: client.service(&self.service),
                 loaded: AtomicBool::new(false),
             },
             (false, None) => Upstream::Static {

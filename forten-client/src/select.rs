@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use forten_core::BoxError;
 use forten_core::circuit::{CircuitState, KeyedCircuitBreakers};
-use forten_discovery::{DiscoveryClient, Pick};
+use forten_discovery::{Pick, ServiceHandle};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use pin_project_lite::pin_project;
@@ -99,9 +99,10 @@ pub(crate) enum Upstream {
         instances: Box<[Instance]>,
         next: AtomicUsize,
     },
-    /// forten-discovery: the client's cached view and load balancer.
+    /// forten-discovery: the client's cached view of the service (a handle,
+    /// so a pick does not look the service up) and load balancer.
     Discovery {
-        client: DiscoveryClient,
+        service: ServiceHandle,
         /// Set once the view of the service was loaded (then picks never wait).
         loaded: AtomicBool,
     },
@@ -225,10 +226,10 @@ impl SelectShared {
                 }
                 Ok(Chosen::Static(&instances[start % n]))
             }
-            Upstream::Discovery { client, .. } => {
+            Upstream::Discovery { service, .. } => {
                 let mut first = None;
                 for _ in 0..MAX_PICKS {
-                    let pick = match client.try_pick(&self.service) {
+                    let pick = match service.try_pick() {
                         Some(Ok(pick)) => pick,
                         Some(Err(e)) => return Err(Box::new(forten_core::Error::from(e))),
                         None => {
@@ -326,7 +327,7 @@ impl<S> Select<S> {
     /// Discovery mode: loads the service's view once (every later pick
     /// reads the cache without waiting).
     fn poll_loaded(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        let Upstream::Discovery { client, loaded } = &self.shared.upstream else {
+        let Upstream::Discovery { service, loaded } = &self.shared.upstream else {
             return Poll::Ready(Ok(()));
         };
         if loaded.load(Ordering::Acquire) {
@@ -337,12 +338,11 @@ impl<S> Select<S> {
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner);
         let future = slot.get_or_insert_with(|| {
-            let client = client.clone();
-            let service = Arc::clone(&self.shared.service);
+            let service = service.clone();
             // readiness runs before the call's own deadline starts: bound it here
             let limit = self.shared.load_timeout;
             Box::pin(async move {
-                match tokio::time::timeout(limit, client.instances(&service)).await {
+                match tokio::time::timeout(limit, service.instances()).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(e)) => Err(forten_core::Error::from(e)),
                     Err(_) => Err(forten_core::Error::Timeout { after: Some(limit) }),

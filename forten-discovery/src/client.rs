@@ -191,15 +191,35 @@ impl DiscoveryClient {
     /// The loaded view of `name`: asks the registry once, then starts the watch.
     async fn view(&self, name: &str) -> Result<Arc<ServiceView>, DiscoveryError> {
         let view = self.view_slot(name);
+        self.load(name, &view).await?;
+        Ok(view)
+    }
+
+    /// Loads `view` (of `name`) once: asks the registry, then starts the watch.
+    async fn load(&self, name: &str, view: &Arc<ServiceView>) -> Result<(), DiscoveryError> {
         view.loaded
             .get_or_try_init(|| async {
                 let instances = self.inner.registry.discover(name).await?;
                 view.update(instances);
-                self.spawn_watch(name, Arc::downgrade(&view))?;
+                self.spawn_watch(name, Arc::downgrade(view))?;
                 Ok::<_, DiscoveryError>(())
             })
             .await?;
-        Ok(view)
+        Ok(())
+    }
+
+    /// A handle on service `name`'s view, for a caller that picks from one
+    /// service again and again (a client of that service): its picks skip
+    /// this client's table of services, which takes a lock shared by every
+    /// service and hashes the name on each [`try_pick`](Self::try_pick).
+    /// The view is loaded on the handle's first pick, as with
+    /// [`pick`](Self::pick); handles and this client share it.
+    pub fn service(&self, name: &str) -> ServiceHandle {
+        ServiceHandle {
+            client: self.clone(),
+            name: Arc::from(name),
+            view: self.view_slot(name),
+        }
     }
 
     fn spawn_watch(&self, name: &str, view: Weak<ServiceView>) -> Result<(), DiscoveryError> {
@@ -255,7 +275,15 @@ impl DiscoveryClient {
     /// Like [`pick`](Self::pick) from the cached view only, without awaiting: `None` until the
     /// view of `name` was loaded once (the first call starts loading it in the background).
     pub fn try_pick(&self, name: &str) -> Option<Result<Pick, DiscoveryError>> {
-        let view = self.view_slot(name);
+        self.try_pick_from(name, self.view_slot(name))
+    }
+
+    /// [`try_pick`](Self::try_pick) from the view of `name` at hand.
+    fn try_pick_from(
+        &self,
+        name: &str,
+        view: Arc<ServiceView>,
+    ) -> Option<Result<Pick, DiscoveryError>> {
         if view.loaded.initialized() {
             return Some(self.pick_from(name, &view));
         }
@@ -268,7 +296,7 @@ impl DiscoveryClient {
         let client = self.clone();
         let name = name.to_owned();
         runtime.spawn(async move {
-            if let Err(e) = client.view(&name).await {
+            if let Err(e) = client.load(&name, &view).await {
                 tracing::debug!(service = %name, error = %e, "background load failed");
             }
             view.loading
@@ -313,6 +341,68 @@ impl DiscoveryClient {
         F: FnMut(&ServiceInstance) -> S,
     {
         DiscoverChanges::new(self.inner.registry.watch(name), make)
+    }
+}
+
+/// One service's view in a [`DiscoveryClient`], from
+/// [`DiscoveryClient::service`]: picks without looking the service up.
+/// Cheap to clone.
+///
+/// ```
+/// use forten_discovery::{DiscoveryClient, MemoryRegistry, Registry, ServiceInstance};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), forten_discovery::DiscoveryError> {
+/// let registry = MemoryRegistry::new();
+/// let _a = registry.register(ServiceInstance::builder("events", "127.0.0.1", 3002).build()?).await?;
+/// let events = DiscoveryClient::new(registry).service("events");
+/// let pick = events.pick().await?;
+/// assert_eq!(pick.instance().port, 3002);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ServiceHandle {
+    client: DiscoveryClient,
+    name: Arc<str>,
+    view: Arc<ServiceView>,
+}
+
+impl fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceHandle {
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// [`DiscoveryClient::instances`] of this service.
+    pub async fn instances(&self) -> Result<Vec<ServiceInstance>, DiscoveryError> {
+        self.client.load(&self.name, &self.view).await?;
+        Ok(self
+            .view
+            .current()
+            .iter()
+            .map(|e| e.instance.clone())
+            .collect())
+    }
+
+    /// [`DiscoveryClient::pick`] of this service.
+    pub async fn pick(&self) -> Result<Pick, DiscoveryError> {
+        self.client.load(&self.name, &self.view).await?;
+        self.client.pick_from(&self.name, &self.view)
+    }
+
+    /// [`DiscoveryClient::try_pick`] of this service: `None` until its view
+    /// was loaded once (the first call starts loading it in the background).
+    pub fn try_pick(&self) -> Option<Result<Pick, DiscoveryError>> {
+        self.client
+            .try_pick_from(&self.name, Arc::clone(&self.view))
     }
 }
 

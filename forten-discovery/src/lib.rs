@@ -55,7 +55,7 @@ mod transport;
 pub mod wire;
 
 pub use balance::LoadBalancer;
-pub use client::{DiscoveryClient, DiscoveryClientBuilder, Pick};
+pub use client::{DiscoveryClient, DiscoveryClientBuilder, Pick, ServiceHandle};
 #[cfg(feature = "consul")]
 pub use consul::{ConsulRegistry, ConsulRegistryBuilder};
 pub use discover::DiscoverChanges;

@@ -130,6 +130,44 @@ async fn try_pick_needs_a_loaded_view() {
     assert_eq!(pick.candidates(), 3);
 }
 
+/// A service handle picks from the view its client shares: loaded on its
+/// first pick, kept current by the same watch, and what the client sees.
+#[tokio::test(start_paused = true)]
+async fn a_service_handle_shares_its_clients_view() {
+    let registry = MemoryRegistry::new();
+    let mut regs = three(&registry, [1, 1, 1]).await;
+    let client = DiscoveryClient::new(registry.clone());
+    let svc = client.service("svc");
+    assert_eq!(svc.name(), "svc");
+    assert!(svc.try_pick().is_none(), "not loaded before a first pick");
+    common::wait_until(Duration::from_secs(1), "the view to load", || async {
+        svc.try_pick().is_some()
+    })
+    .await;
+    assert_eq!(svc.try_pick().unwrap().unwrap().candidates(), 3);
+    // the client's own picks read the view the handle loaded
+    assert_eq!(client.try_pick("svc").unwrap().unwrap().candidates(), 3);
+
+    let gone = regs.pop().unwrap();
+    let gone_id = gone.id().to_owned();
+    gone.deregister().await.unwrap();
+    common::wait_until(Duration::from_secs(1), "the watch to drop it", || async {
+        svc.instances().await.unwrap().len() == 2
+    })
+    .await;
+    for _ in 0..20 {
+        let pick = svc.pick().await.unwrap();
+        assert_ne!(&**pick.instance_id(), gone_id.as_str());
+        assert_eq!(pick.candidates(), 2);
+    }
+    // a handle on a service nobody registered: an error, not a hang
+    let none = client.service("nobody");
+    assert!(matches!(
+        none.pick().await,
+        Err(forten_discovery::DiscoveryError::NoInstances { .. })
+    ));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_pick_carries_its_id_and_authority_parsed_once() {
     let registry = MemoryRegistry::new();
