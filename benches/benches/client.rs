@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
-use forten_benches::report_allocations;
+use forten_benches::{PROPAGATION_HEADERS, report_allocations, static_headers};
 use forten_client::ServiceClient;
 use forten_core::correlation::CorrelationContext;
 use http::Request;
@@ -69,15 +69,11 @@ impl Peers {
     /// The plain client sending the headers the stack adds on the wire
     /// (correlation id, traceparent, x-request-timeout-ms), made up front.
     async fn plain_get_with_headers(&self) -> Bytes {
-        let req = Request::get(self.uri.clone())
-            .header("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71")
-            .header(
-                "traceparent",
-                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-            )
-            .header("x-request-timeout-ms", "10000")
-            .body(Full::new(Bytes::new()))
-            .expect("request");
+        let mut req = Request::get(self.uri.clone());
+        for (name, value) in static_headers(&PROPAGATION_HEADERS) {
+            req = req.header(name, value);
+        }
+        let req = req.body(Full::new(Bytes::new())).expect("request");
         let response = self.plain.request(req).await.expect("plain GET");
         response
             .into_body()

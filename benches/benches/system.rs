@@ -59,11 +59,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use forten_benches::{PROPAGATION_HEADERS, static_headers};
 use forten_examples::runtime::auth::USER_TOKEN_HEADER;
 use forten_examples::runtime::names;
 use forten_examples::system::{RunningSystem, Service, SystemConfig};
 use forten_examples::walkthrough::{ApiClient, signup_and_login};
-use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
+use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -120,29 +121,12 @@ struct BareProxy {
     contract: bool,
 }
 
-/// The headers the gateway sends upstream on every call, as static values.
-const CONTRACT_UPSTREAM: [(&str, &str); 3] = [
-    ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
-    (
-        "traceparent",
-        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-    ),
-    ("x-request-timeout-ms", "4999"),
-];
-
 /// The headers the gateway answers its callers with, as static values.
 const CONTRACT_DOWNSTREAM: [(&str, &str); 3] = [
     ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
     ("ratelimit", "\"per-user\";r=9999999;t=0"),
     ("ratelimit-policy", "\"per-user\";q=10000000;w=1"),
 ];
-
-fn static_header(name: &'static str, value: &'static str) -> (HeaderName, HeaderValue) {
-    (
-        HeaderName::from_static(name),
-        HeaderValue::from_static(value),
-    )
-}
 
 /// The bare gateway route: forwards to the events handler, answers its
 /// status, content type and body.
@@ -164,8 +148,7 @@ async fn bare_proxy(
         }
     }
     if proxy.contract {
-        for (name, value) in CONTRACT_UPSTREAM {
-            let (name, value) = static_header(name, value);
+        for (name, value) in static_headers(&PROPAGATION_HEADERS) {
             request = request.header(name, value);
         }
     }
@@ -184,8 +167,7 @@ async fn bare_proxy(
             .insert(http::header::CONTENT_TYPE, ct.clone());
     }
     if proxy.contract {
-        for (name, value) in CONTRACT_DOWNSTREAM {
-            let (name, value) = static_header(name, value);
+        for (name, value) in static_headers(&CONTRACT_DOWNSTREAM) {
             answer.headers_mut().insert(name, value);
         }
     }

@@ -20,6 +20,7 @@ use std::hint::black_box;
 use std::process::ExitCode;
 
 use bytes::Bytes;
+use forten_benches::{PROPAGATION_HEADERS, static_headers};
 use forten_client::ServiceClient;
 use http_body_util::BodyExt;
 
@@ -37,54 +38,34 @@ enum Peer {
 
 impl Peer {
     async fn get(&self) -> Bytes {
-        match self {
-            Peer::Plain(client, uri) => client
-                .get(uri.clone())
-                .await
-                .expect("plain GET")
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes(),
+        let response = match self {
+            Peer::Plain(client, uri) => client.get(uri.clone()).await,
             Peer::PlainHeaders(client, uri) => {
-                // static names and values: no allocation to build them,
-                // as the stack's own (its values share one buffer)
-                use http::{HeaderName, HeaderValue};
-                let req = http::Request::get(uri.clone())
-                    .header(
-                        HeaderName::from_static("x-correlation-id"),
-                        HeaderValue::from_static("6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
-                    )
-                    .header(
-                        HeaderName::from_static("traceparent"),
-                        HeaderValue::from_static(
-                            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                        ),
-                    )
-                    .header(
-                        HeaderName::from_static("x-request-timeout-ms"),
-                        HeaderValue::from_static("10000"),
-                    )
+                let mut req = http::Request::get(uri.clone());
+                for (name, value) in static_headers(&PROPAGATION_HEADERS) {
+                    req = req.header(name, value);
+                }
+                let req = req
                     .body(http_body_util::Full::new(Bytes::new()))
                     .expect("request");
-                client
-                    .request(req)
-                    .await
-                    .expect("plain GET")
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("body")
-                    .to_bytes()
+                client.request(req).await
             }
-            Peer::Forten(client) => client
-                .get("/")
-                .send()
-                .await
-                .expect("forten GET")
-                .into_body(),
-        }
+            Peer::Forten(client) => {
+                return client
+                    .get("/")
+                    .send()
+                    .await
+                    .expect("forten GET")
+                    .into_body();
+            }
+        };
+        response
+            .expect("plain GET")
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
     }
 }
 

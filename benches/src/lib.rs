@@ -21,6 +21,36 @@ use criterion::measurement::Measurement;
 use http::{Request, Response};
 use tower::{Service, service_fn};
 
+/// The headers forten-client adds to every call on the wire (DESIGN 4.1,
+/// 4.2), with static values: for a peer that carries the same contract
+/// without making it.
+pub const PROPAGATION_HEADERS: [(&str, &str); 3] = [
+    ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
+    (
+        "traceparent",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    ),
+    ("x-request-timeout-ms", "4999"),
+];
+
+/// `headers` as ready header names and values: static, so making them
+/// allocates nothing (as the stack's own, whose values share one buffer).
+///
+/// # Panics
+///
+/// On a name that is not lowercase or a value that is not visible ASCII:
+/// they are this crate's constants.
+pub fn static_headers<'a>(
+    headers: &'a [(&'static str, &'static str)],
+) -> impl Iterator<Item = (http::HeaderName, http::HeaderValue)> + 'a {
+    headers.iter().map(|&(name, value)| {
+        (
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        )
+    })
+}
+
 /// Calls [`bench_counted`] averages its allocation count over.
 pub const ALLOCATION_CALLS: u64 = 10_000;
 
