@@ -17,14 +17,17 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use counting::report_allocations;
 use criterion::{Criterion, criterion_group, criterion_main};
-use forten_benches::{PROPAGATION_HEADERS, report_allocations, static_headers};
+use forten_benches::{PROPAGATION_HEADERS, static_headers};
 use forten_client::ServiceClient;
 use forten_core::correlation::CorrelationContext;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use tokio::runtime::Runtime;
 
+#[path = "counting.rs"]
+mod counting;
 #[path = "client/loopback.rs"]
 mod loopback;
 

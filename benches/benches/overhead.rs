@@ -2,15 +2,18 @@
 //! group `overhead`). Each benchmark id also prints its allocations per call.
 #![allow(missing_docs)]
 
+use counting::bench_counted;
 use criterion::{Criterion, criterion_group, criterion_main};
 pub use forten_benches::baseline;
-use forten_benches::{bench_counted, call_ready};
+use forten_benches::call_ready;
 use http::Request;
 
 #[path = "overhead/auth.rs"]
 mod auth;
 #[path = "overhead/circuit.rs"]
 mod circuit;
+#[path = "counting.rs"]
+mod counting;
 #[path = "overhead/foundation.rs"]
 mod foundation;
 #[path = "overhead/idempotency.rs"]

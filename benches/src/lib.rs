@@ -5,8 +5,11 @@
 //! middleware adds, not a runtime's scheduling. Code that needs tokio's timer
 //! runs inside `Runtime::enter`.
 //!
-//! [`bench_counted`] also prints each id's allocations per call, and only for
-//! the ids criterion's filter selects.
+//! Allocation counting is not here: it lives in `benches/benches/counting.rs`,
+//! which the benches that count include. `allocation-counter` installs a
+//! counting global allocator in every binary that links it, which costs
+//! every allocation of a throughput benchmark (the system bench) a few dozen
+//! instructions, and more on the path that allocates more.
 
 pub mod peers;
 
@@ -16,8 +19,6 @@ use std::hint::black_box;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use criterion::BenchmarkGroup;
-use criterion::measurement::Measurement;
 use http::{Request, Response};
 use tower::{Service, service_fn};
 
@@ -50,9 +51,6 @@ pub fn static_headers<'a>(
         )
     })
 }
-
-/// Calls [`bench_counted`] averages its allocation count over.
-pub const ALLOCATION_CALLS: u64 = 10_000;
 
 /// The service every middleware wraps: answers at once with an empty 200.
 pub fn baseline() -> impl Service<
@@ -93,46 +91,6 @@ pub fn poll_once<F: Future>(fut: F) -> F::Output {
         Poll::Ready(out) => out,
         Poll::Pending => panic!("benchmarked future was pending"),
     }
-}
-
-/// Counts heap allocations per call of `f`, averaged over `calls` calls, and
-/// prints the figure beside the benchmark id so it lands in the bench log.
-pub fn report_allocations(id: &str, calls: u64, mut f: impl FnMut()) -> f64 {
-    // warm up lazily initialised state (thread-locals, timer wheels) first
-    f();
-    let info = allocation_counter::measure(|| {
-        for _ in 0..calls {
-            f();
-        }
-    });
-    let per_call = info.count_total as f64 / calls as f64;
-    println!(
-        "allocations/{id}: {per_call:.2} per call ({} bytes per call)",
-        info.bytes_total / calls
-    );
-    per_call
-}
-
-/// Benchmarks `f` as `id` in `g` and, before the first measurement, prints its
-/// allocations per call ([`report_allocations`] over [`ALLOCATION_CALLS`] calls).
-///
-/// The count runs inside criterion's routine, so it runs only for the ids
-/// criterion's filter selects (a filtered run, or a callgrind profile of one
-/// id, pays for nothing else).
-pub fn bench_counted<M: Measurement, R>(
-    g: &mut BenchmarkGroup<'_, M>,
-    id: &str,
-    mut f: impl FnMut() -> R,
-) {
-    let mut counted = false;
-    g.bench_function(id, |b| {
-        if !std::mem::replace(&mut counted, true) {
-            report_allocations(id, ALLOCATION_CALLS, || {
-                black_box(f());
-            });
-        }
-        b.iter(&mut f);
-    });
 }
 
 /// Interleaved rounds of [`paired_overhead`].

@@ -1,11 +1,12 @@
 //! forten-auth: verifying a service token per request (HS256, EdDSA), and
 //! the cached token mint a caller pays per outbound request.
 
+use super::counting::bench_counted;
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
 use forten_auth::jsonwebtoken::{self, Algorithm, DecodingKey, Validation};
 use forten_auth::{KeySet, ServiceAuth, ServiceAuthLayer, SigningKey};
-use forten_benches::{bench_counted, call_ready};
+use forten_benches::call_ready;
 use http::{HeaderValue, Request, header::AUTHORIZATION};
 use tower::Layer;
 

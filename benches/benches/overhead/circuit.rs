@@ -4,9 +4,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use super::counting::bench_counted;
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{bench_counted, call_ready, paired_overhead, poll_once};
+use forten_benches::{call_ready, paired_overhead, poll_once};
 use forten_core::circuit::CircuitBreaker;
 use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, service_fn};

@@ -5,10 +5,11 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use super::counting::bench_counted;
 use bytes::Bytes;
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{bench_counted, call_ready};
+use forten_benches::call_ready;
 use forten_core::idempotency::{IdempotencyLayer, MemoryStore};
 use forten_core::ratelimit::{GovernorBackend, KeyExtractor, RateLimitLayer, RateLimitPolicy};
 use http::{Request, Response};

@@ -8,8 +8,9 @@ use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
 use std::hint::black_box;
 
+use super::counting::bench_counted;
 use forten_benches::peers::{Attempts, Budgeted, copy_request};
-use forten_benches::{baseline, bench_counted, call_ready, paired_overhead};
+use forten_benches::{baseline, call_ready, paired_overhead};
 use forten_core::retry::{RetryConfig, RetryLayer};
 use http::Request;
 use tower::Layer;

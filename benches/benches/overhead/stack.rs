@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
+use super::counting::bench_counted;
 use criterion::BenchmarkGroup;
 use criterion::measurement::WallTime;
-use forten_benches::{bench_counted, call_ready};
+use forten_benches::call_ready;
 use forten_core::circuit::CircuitBreaker;
 use forten_core::correlation::CorrelationLayer;
 use forten_core::deadline::DeadlineLayer;
