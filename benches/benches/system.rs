@@ -121,9 +121,10 @@ struct BareProxy {
     contract: bool,
 }
 
-/// The headers the gateway answers its callers with, as static values.
+/// The headers the gateway answers its callers with, as static values
+/// (the correlation id echoed is the one sent upstream).
 const CONTRACT_DOWNSTREAM: [(&str, &str); 3] = [
-    ("x-correlation-id", "6f1c2c43-6a5e-4d1e-9c1e-2f0e5b9d8a71"),
+    PROPAGATION_HEADERS[0],
     ("ratelimit", "\"per-user\";r=9999999;t=0"),
     ("ratelimit-policy", "\"per-user\";q=10000000;w=1"),
 ];
@@ -385,9 +386,12 @@ fn load_only(rt: &Runtime, peers: &Peers, which: &str) {
     });
 }
 
+/// How many targets [`load_report`] measures.
+const TARGETS: usize = 5;
+
 /// Every target in alternating rounds of `per_round` requests: req/s, p50, p99.
 fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
-    let targets = [
+    let targets: [(&str, &Target); TARGETS] = [
         ("system/peer_bare_proxy_events", &peers.bare_events),
         ("system/gateway_get_event", &peers.gateway),
         ("system/peer_bare_proxy", &peers.bare),
@@ -398,15 +402,15 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
         ),
     ];
     rt.block_on(async {
-        let mut samples: [Vec<Duration>; 5] = Default::default();
-        let mut totals = [Duration::ZERO; 5];
-        let mut cpu = [Duration::ZERO; 5];
+        let mut samples: [Vec<Duration>; TARGETS] = Default::default();
+        let mut totals = [Duration::ZERO; TARGETS];
+        let mut cpu = [Duration::ZERO; TARGETS];
         // The gateway's share of its peer in each round: the two ran
         // back to back, so the VM's speed drifts less between them than
         // across the whole run.
         let mut shares = Vec::with_capacity(rounds);
         for _ in 0..rounds {
-            let mut round = [Duration::ZERO; 5];
+            let mut round = [Duration::ZERO; TARGETS];
             for (i, (_, target)) in targets.iter().enumerate() {
                 let before = cpu_time();
                 round[i] = target.load(per_round, Some(&mut samples[i])).await;
@@ -416,7 +420,7 @@ fn load_report(rt: &Runtime, peers: &Peers, rounds: usize, per_round: u64) {
             shares.push(round[0].as_secs_f64() / round[1].as_secs_f64() * 100.0);
         }
         shares.sort_by(f64::total_cmp);
-        let mut rates = [0.0; 5];
+        let mut rates = [0.0; TARGETS];
         for (i, (id, _)) in targets.iter().enumerate() {
             let s = &mut samples[i];
             s.sort_unstable();

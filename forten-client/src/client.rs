@@ -361,6 +361,13 @@ pin_project! {
     }
 }
 
+/// The error of a [`ResponseFuture`] polled again after it answered.
+fn polled_after_completion() -> ClientError {
+    ClientError::InvalidRequest {
+        detail: "the call's future was polled after completion".to_owned(),
+    }
+}
+
 impl ResponseFuture {
     /// A call that failed before it started: answers `error` when polled.
     pub(crate) fn failed(error: ClientError) -> Self {
@@ -384,17 +391,14 @@ impl Future for ResponseFuture {
         if let CallStateProj::Deferred { start } = self.as_mut().project().state.project() {
             let started = match start.take() {
                 Some((client, req)) => client.execute_owned(req),
-                None => ResponseFuture::failed(ClientError::InvalidRequest {
-                    detail: "the call's future was polled after completion".to_owned(),
-                }),
+                None => ResponseFuture::failed(polled_after_completion()),
             };
             self.set(started);
         }
         let this = self.project();
         let result = match this.state.project() {
-            CallStateProj::Deferred { .. } => Err(ClientError::InvalidRequest {
-                detail: "the call's future was polled after completion".to_owned(),
-            }),
+            // replaced by the started call just above
+            CallStateProj::Deferred { .. } => Err(polled_after_completion()),
             CallStateProj::Running { future } => {
                 let polled = match this.call.as_ref() {
                     Some(call) => {
@@ -412,9 +416,7 @@ impl Future for ResponseFuture {
                 }
             }
             CallStateProj::Refused { error } => {
-                Err(error.take().unwrap_or_else(|| ClientError::InvalidRequest {
-                    detail: "the call's future was polled after completion".to_owned(),
-                }))
+                Err(error.take().unwrap_or_else(polled_after_completion))
             }
         };
         Poll::Ready(match this.call.take() {

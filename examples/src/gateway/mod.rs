@@ -211,6 +211,9 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
     // and boxed again on every request. They are merged in after
     // `server_stack`, so its layers do not wrap them a second time.
     let api = server_layers(GATEWAY, ctx.max_deadline);
+    // Each route stack has its own `ErrorResponseLayer` inside the server's
+    // metrics too, so a refusal by the layers below (401, 429, 409, ...) is
+    // counted with its status rather than as an error.
     let public_layers = api
         .clone()
         .layer(ErrorResponseLayer::new())
@@ -224,24 +227,24 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
         .map_request(to_body);
     // 405 for a method a route does not take, as `server_stack` answers it
     // for its routes (no credentials needed to learn that).
-    let wrong_method = behind(&api, wrong_method, &upstreams);
+    let refuse_method = behind(&api, wrong_method, &upstreams);
     let events = behind(&protected_layers, proxy::events, &upstreams);
     let notifications = behind(&protected_layers, proxy::notifications, &upstreams);
     let api = Router::new()
         .route(
             "/api/v1/auth/signup",
             post_service(behind(&public_layers, proxy::signup, &upstreams))
-                .fallback_service(wrong_method.clone()),
+                .fallback_service(refuse_method.clone()),
         )
         .route(
             "/api/v1/auth/login",
             post_service(behind(&public_layers, proxy::login, &upstreams))
-                .fallback_service(wrong_method.clone()),
+                .fallback_service(refuse_method.clone()),
         )
         .route(
             "/api/v1/auth/me",
             get_service(behind(&protected_layers, proxy::me, &upstreams))
-                .fallback_service(wrong_method.clone()),
+                .fallback_service(refuse_method.clone()),
         )
         .route_service("/api/v1/events", events.clone())
         .route_service("/api/v1/events/{*rest}", events)
@@ -250,7 +253,7 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
         .route(
             "/api/v1/dashboard",
             get_service(behind(&protected_layers, proxy::dashboard, &upstreams))
-                .fallback_service(wrong_method.clone()),
+                .fallback_service(refuse_method.clone()),
         );
     let demo = Router::new()
         .route("/demo/services/{name}/{action}", post(demo_control))
