@@ -252,16 +252,30 @@ fn proxy(
             Bytes::new(),
         ));
     }
-    Either::Right(async move {
-        let Ok(body) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
-            return ApiError(forten_core::Error::PayloadTooLarge {
-                limit: MAX_BODY_BYTES,
-            })
-            .into_response();
-        };
-        let target = target(&parts);
-        forward(pick(&ups), parts.method, &target, &parts.headers, body).await
-    })
+    // A combinator, not an `async` block: a block keeps what it captured
+    // (the request's parts) beside the call it awaits, so every route's
+    // future, a GET's too, would be that much larger; `then` holds the
+    // parts only while the body is read, in the space the call takes later.
+    Either::Right(
+        axum::body::to_bytes(body, MAX_BODY_BYTES).then(move |read| match read {
+            Ok(body) => {
+                let target = target(&parts);
+                Either::Left(forward(
+                    pick(&ups),
+                    parts.method,
+                    &target,
+                    &parts.headers,
+                    body,
+                ))
+            }
+            Err(_) => Either::Right(std::future::ready(
+                ApiError(forten_core::Error::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                })
+                .into_response(),
+            )),
+        }),
+    )
 }
 
 /// `POST /api/v1/auth/signup` -> auth-service `POST /users`.
