@@ -489,3 +489,75 @@ fn the_http_policy_splits_a_request_into_one_to_send_and_an_identical_copy() {
     assert_eq!(sent.uri(), "/stream");
     assert_eq!(sent.headers()["x-one"], "1");
 }
+
+/// An upstream that counts how often it is cloned.
+struct Counted {
+    inner: Upstream,
+    clones: Arc<AtomicU32>,
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        self.clones.fetch_add(1, Ordering::SeqCst);
+        Counted {
+            inner: self.inner.clone(),
+            clones: Arc::clone(&self.clones),
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for Counted {
+    type Response = Response<()>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<()>, BoxError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        <Upstream as Service<Request<B>>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.inner.call(req)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_success_clones_no_service_and_a_retried_request_one() {
+    let upstream = Upstream::new([
+        Outcome::Status(200),
+        Outcome::Status(200),
+        Outcome::Status(503),
+        Outcome::Status(503),
+        Outcome::Status(200),
+    ]);
+    let clones = Arc::new(AtomicU32::new(0));
+    let mut svc = RetryLayer::new(constant(10, 3)).layer(Counted {
+        inner: upstream.clone(),
+        clones: Arc::clone(&clones),
+    });
+    // the layer keeps one clone to retry through
+    let built = clones.load(Ordering::SeqCst);
+    for _ in 0..2 {
+        let response = ServiceExt::<Request<()>>::ready(&mut svc)
+            .await
+            .unwrap()
+            .call(get())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert_eq!(
+        clones.load(Ordering::SeqCst),
+        built,
+        "first successes clone nothing"
+    );
+    // two retries, through one clone made at the first of them
+    let response = ServiceExt::<Request<()>>::ready(&mut svc)
+        .await
+        .unwrap()
+        .call(get())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(upstream.calls(), 5);
+    assert_eq!(clones.load(Ordering::SeqCst), built + 1);
+}

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -45,21 +46,22 @@ pin_project! {
 
 /// What a request needs to be sent again.
 struct Retrying<S, P, Req> {
-    service: S,
-    shared: Shared<P>,
+    shared: Arc<Shared<S, P>>,
     // the copy to send next; `None` once it had to be sent itself
     request: Option<Req>,
     attempts: u32,
     // created at the first retry, so a first success pays nothing for it
-    waiting: Option<Pin<Box<Waiting>>>,
+    waiting: Option<Pin<Box<Waiting<S>>>>,
 }
 
 pin_project! {
-    /// The backoff of a request being retried: its delays and its timer.
-    struct Waiting {
+    /// A request being retried: its delays, its timer and the service its
+    /// retries go through (a clone of the layer's).
+    struct Waiting<S> {
         delays: Delays,
         #[pin]
         sleep: Sleep,
+        service: S,
     }
 }
 
@@ -74,11 +76,10 @@ where
         }
     }
 
-    pub(super) fn retrying(future: S::Future, service: S, shared: Shared<P>, request: Req) -> Self {
+    pub(super) fn retrying(future: S::Future, shared: Arc<Shared<S, P>>, request: Req) -> Self {
         ResponseFuture {
             state: State::Attempt { future },
             retry: Some(Retrying {
-                service,
                 shared,
                 request: Some(request),
                 attempts: 1,
@@ -123,12 +124,13 @@ fn effective_deadline<P: Policy<Req, Res>, Req, Res>(policy: &P, req: &Req) -> O
 
 impl<S, P, Req> Retrying<S, P, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     P: Policy<Req, S::Response>,
 {
     /// The delay before the next attempt, or why there is none.
     fn next_delay(&mut self, action: Action) -> Result<Duration, GiveUp> {
-        let config = &self.shared.config;
+        let shared = &*self.shared;
+        let config = &shared.config;
         let waiting = self.waiting.get_or_insert_with(|| {
             Box::pin(Waiting {
                 delays: match config.seed {
@@ -137,6 +139,7 @@ where
                 },
                 // set to the delay's end before it is first polled
                 sleep: tokio::time::sleep_until(Instant::now()),
+                service: shared.service.clone(),
             })
         });
         let mut delay = waiting
@@ -177,7 +180,7 @@ where
 
 impl<S, P, Req> Future for ResponseFuture<S, P, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     P: Policy<Req, S::Response>,
 {
@@ -234,7 +237,10 @@ where
                     let Some(retry) = this.retry.as_mut() else {
                         unreachable!("only a replayable request backs off")
                     };
-                    if let Err(e) = ready!(retry.service.poll_ready(cx)) {
+                    let Some(waiting) = retry.waiting.as_mut() else {
+                        unreachable!("a request backs off after its first delay")
+                    };
+                    if let Err(e) = ready!(waiting.as_mut().project().service.poll_ready(cx)) {
                         return Poll::Ready(Err(retry.exhausted(e.into())));
                     }
                     if retry
@@ -257,7 +263,10 @@ where
                     }
                     retry.request = copy;
                     retry.attempts += 1;
-                    let future = retry.service.call(request);
+                    let Some(waiting) = retry.waiting.as_mut() else {
+                        unreachable!("a request backs off after its first delay")
+                    };
+                    let future = waiting.as_mut().project().service.call(request);
                     this.state.set(State::Attempt { future });
                 }
             }

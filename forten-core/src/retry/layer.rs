@@ -2,14 +2,15 @@
 
 use tower_layer::Layer;
 
-use super::{HttpPolicy, Retry, RetryConfig, Shared};
+use super::{HttpPolicy, Retry, RetryConfig};
 
 /// Wraps a service in [`Retry`]. Defaults to [`HttpPolicy`] for
 /// `http::Request` services; [`RetryLayer::with_policy`] takes any
 /// [`Policy`](super::Policy).
 #[derive(Debug, Clone)]
 pub struct RetryLayer<P = HttpPolicy> {
-    shared: Shared<P>,
+    config: RetryConfig,
+    policy: P,
 }
 
 impl RetryLayer {
@@ -28,19 +29,14 @@ impl Default for RetryLayer {
 impl<P> RetryLayer<P> {
     /// A layer retrying what `policy` says, as `config` allows.
     pub fn with_policy(config: RetryConfig, policy: P) -> Self {
-        RetryLayer {
-            shared: Shared { config, policy },
-        }
+        RetryLayer { config, policy }
     }
 }
 
-impl<S, P: Clone> Layer<S> for RetryLayer<P> {
+impl<S: Clone, P: Clone> Layer<S> for RetryLayer<P> {
     type Service = Retry<S, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Retry {
-            inner,
-            shared: self.shared.clone(),
-        }
+        Retry::new(inner, self.config.clone(), self.policy.clone())
     }
 }

@@ -71,6 +71,7 @@ mod policy;
 mod retry_after;
 
 use std::fmt;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower_service::Service;
@@ -84,54 +85,73 @@ pub use retry_after::{InvalidRetryAfter, parse_retry_after, retry_after};
 
 use crate::BoxError;
 
-/// The configuration and policy of a layer. Each service and each in-flight
-/// request holds its own copy (cheap: the backoff is plain data and the budget
-/// an `Arc`), so a request whose first attempt succeeds touches no shared
-/// reference count unless a budget is configured.
-#[derive(Clone)]
-struct Shared<P> {
+/// What a [`Retry`] and every request in flight through it share: the
+/// configuration, the policy, and a clone of the inner service, taken when
+/// the `Retry` was built, that a request clones again at its first retry.
+///
+/// A request holds one reference to it, not a copy of the configuration and
+/// of the service: its future is that much smaller (a request's future is
+/// moved by every layer above it), and a first attempt that succeeds clones
+/// no service at all.
+struct Shared<S, P> {
     config: RetryConfig,
     policy: P,
+    service: S,
 }
 
-impl<P: fmt::Debug> fmt::Debug for Shared<P> {
+impl<S, P: fmt::Debug> fmt::Debug for Shared<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("config", &self.config)
             .field("policy", &self.policy)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
 /// Retries the inner service's retryable outcomes; see the [module docs](self).
 ///
-/// Built by [`RetryLayer`]. The inner service must be `Clone`: each request's
-/// future keeps a clone to send retries through (and calls `poll_ready` on it
-/// before each).
-#[derive(Debug)]
+/// Built by [`RetryLayer`]. The inner service must be `Clone`: retries go
+/// through a clone of it as it was when the `Retry` was built (one clone per
+/// retried request, made at its first retry), and `poll_ready` is called on
+/// that clone before each retry.
 pub struct Retry<S, P = HttpPolicy> {
     inner: S,
-    shared: Shared<P>,
+    shared: Arc<Shared<S, P>>,
 }
 
-impl<S: Clone, P: Clone> Clone for Retry<S, P> {
+impl<S: fmt::Debug, P: fmt::Debug> fmt::Debug for Retry<S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry")
+            .field("inner", &self.inner)
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<S: Clone, P> Clone for Retry<S, P> {
     fn clone(&self) -> Self {
         Retry {
             inner: self.inner.clone(),
-            shared: self.shared.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: Clone, P> Retry<S, P> {
+    /// Wraps `inner`, retrying what `policy` says as `config` allows.
+    pub fn new(inner: S, config: RetryConfig, policy: P) -> Self {
+        Retry {
+            shared: Arc::new(Shared {
+                config,
+                policy,
+                service: inner.clone(),
+            }),
+            inner,
         }
     }
 }
 
 impl<S, P> Retry<S, P> {
-    /// Wraps `inner`, retrying what `policy` says as `config` allows.
-    pub fn new(inner: S, config: RetryConfig, policy: P) -> Self {
-        Retry {
-            inner,
-            shared: Shared { config, policy },
-        }
-    }
-
     /// The configuration.
     pub fn config(&self) -> &RetryConfig {
         &self.shared.config
@@ -142,7 +162,8 @@ impl<S, P> Retry<S, P> {
         &self.inner
     }
 
-    /// The inner service, mutably.
+    /// The inner service, mutably. Retries go through a clone of the service
+    /// as it was when this `Retry` was built, not as changed here.
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
@@ -157,7 +178,7 @@ impl<S, P, Req> Service<Req> for Retry<S, P>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
-    P: Policy<Req, S::Response> + Clone,
+    P: Policy<Req, S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
@@ -177,11 +198,8 @@ where
         }
         match shared.policy.split(req) {
             (req, Some(copy)) => {
-                // the ready service takes this attempt; its clone, polled ready
-                // again before each retry, goes with the future
-                let service = self.inner.clone();
                 let future = self.inner.call(req);
-                ResponseFuture::retrying(future, service, shared.clone(), copy)
+                ResponseFuture::retrying(future, Arc::clone(shared), copy)
             }
             (req, None) => {
                 tracing::debug!(
