@@ -222,15 +222,15 @@ impl ServiceClient {
             shared: Arc::clone(shared),
             started: Instant::now(),
             method: req.method().clone(),
-            key: shared.fallback.as_ref().map(|_| {
-                req.uri()
-                    .path_and_query()
-                    .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
+            fallback: shared.fallback.as_ref().map(|_| {
+                Box::new(FallbackKey {
+                    path_and_query: req
+                        .uri()
+                        .path_and_query()
+                        .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned()),
+                    credential: req.headers().get(http::header::AUTHORIZATION).cloned(),
+                })
             }),
-            credential: shared
-                .fallback
-                .as_ref()
-                .and_then(|_| req.headers().get(http::header::AUTHORIZATION).cloned()),
             info,
             span,
         };
@@ -328,14 +328,20 @@ struct Call {
     shared: Arc<ClientShared>,
     started: Instant,
     method: Method,
-    /// Path and query, when a fallback is configured.
-    key: Option<String>,
-    /// The caller's `authorization`, when a fallback is configured: stale
-    /// answers are kept per credential.
-    credential: Option<http::HeaderValue>,
+    /// What the fallback keys its answers by, when one is configured (boxed:
+    /// every layer above moves this future, and most clients have none).
+    fallback: Option<Box<FallbackKey>>,
     /// What the attempts did, when the span is recorded.
     info: Option<Arc<CallInfo>>,
     span: tracing::Span,
+}
+
+/// What a fallback keeps a call's answer under.
+struct FallbackKey {
+    /// Path and query.
+    path_and_query: String,
+    /// The caller's `authorization`: stale answers are kept per credential.
+    credential: Option<http::HeaderValue>,
 }
 
 pin_project! {
@@ -446,18 +452,23 @@ impl Call {
             Ok(_) => "ok",
             Err(_) => "error",
         };
-        let result = match (&self.shared.fallback, &self.key) {
+        let result = match (&self.shared.fallback, &self.fallback) {
             (Some(fallback), Some(key)) => match result {
                 Ok(response) if !response.status().is_server_error() => {
-                    fallback.record(&self.method, key, self.credential.as_ref(), &response);
+                    fallback.record(
+                        &self.method,
+                        &key.path_and_query,
+                        key.credential.as_ref(),
+                        &response,
+                    );
                     Ok(response)
                 }
                 other => {
                     let ctx = FallbackContext {
                         service: &self.shared.service,
                         method: &self.method,
-                        path_and_query: key,
-                        credential: self.credential.as_ref(),
+                        path_and_query: &key.path_and_query,
+                        credential: key.credential.as_ref(),
                         error: other.as_ref().err(),
                         response: other.as_ref().ok(),
                     };
