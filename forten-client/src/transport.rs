@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, Response, response::Parts};
-use http_body_util::combinators::Collect;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body::Body;
+use http_body_util::{Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
@@ -140,7 +140,9 @@ impl Service<Request<Full<Bytes>>> for Transport {
                     State::Waiting {
                         limit: PollSemaphore::new(Arc::clone(limit)),
                         client: Arc::clone(&self.client),
-                        request: Some(req),
+                        // boxed: only a call waiting for a slot holds it, and
+                        // inline it would make every call's future larger
+                        request: Some(Box::new(req)),
                     },
                     None,
                 ),
@@ -171,10 +173,82 @@ pin_project! {
         Waiting {
             limit: PollSemaphore,
             client: Arc<Client<HttpConnector, Full<Bytes>>>,
-            request: Option<Request<Full<Bytes>>>,
+            request: Option<Box<Request<Full<Bytes>>>>,
         },
         Sending { #[pin] future: ResponseFuture },
-        Reading { parts: Option<Parts>, #[pin] body: Collect<Limited<Incoming>> },
+        Reading { parts: Option<Parts>, #[pin] body: ReadBody },
+    }
+}
+
+pin_project! {
+    /// Reads a body to its end: what `BodyExt::collect` does for the
+    /// response, without its chunk list (an allocation per call, for the one
+    /// chunk most answers come in) and its room for trailers (96 bytes in a
+    /// future every layer above moves), which a `Response<Bytes>` drops.
+    struct ReadBody {
+        #[pin]
+        body: Limited<Incoming>,
+        data: Chunks,
+    }
+}
+
+/// The data read so far: one chunk is kept as it came, several are copied
+/// into one buffer.
+enum Chunks {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Chunks {
+    fn push(&mut self, chunk: Bytes) {
+        if chunk.is_empty() {
+            return;
+        }
+        *self = match std::mem::replace(self, Chunks::Empty) {
+            Chunks::Empty => Chunks::One(chunk),
+            Chunks::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + chunk.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&chunk);
+                Chunks::Many(all)
+            }
+            Chunks::Many(mut all) => {
+                all.extend_from_slice(&chunk);
+                Chunks::Many(all)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Chunks::Empty => Bytes::new(),
+            Chunks::One(bytes) => bytes,
+            Chunks::Many(all) => all.freeze(),
+        }
+    }
+}
+
+impl Future for ReadBody {
+    type Output = Result<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match ready!(this.body.as_mut().poll_frame(cx)) {
+                None => {
+                    let data = std::mem::replace(this.data, Chunks::Empty);
+                    return Poll::Ready(Ok(data.into_bytes()));
+                }
+                Some(Err(e)) => return Poll::Ready(Err(e)),
+                // trailers are not part of a `Response<Bytes>`
+                Some(Ok(frame)) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        this.data.push(chunk);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -195,7 +269,7 @@ impl Future for TransportFuture {
                     let Some(request) = request.take() else {
                         unreachable!("a request is sent once")
                     };
-                    let future = client.request(request);
+                    let future = client.request(*request);
                     this.state.set(State::Sending { future });
                 }
                 StateProj::Sending { future } => {
@@ -211,7 +285,10 @@ impl Future for TransportFuture {
                             limit: *this.limit,
                         }));
                     }
-                    let body = Limited::new(body, *this.limit).collect();
+                    let body = ReadBody {
+                        body: Limited::new(body, *this.limit),
+                        data: Chunks::Empty,
+                    };
                     this.state.set(State::Reading {
                         parts: Some(parts),
                         body,
@@ -231,9 +308,34 @@ impl Future for TransportFuture {
                     let Some(parts) = parts.take() else {
                         unreachable!("a response is read once")
                     };
-                    return Poll::Ready(Ok(Response::from_parts(parts, collected.to_bytes())));
+                    return Poll::Ready(Ok(Response::from_parts(parts, collected)));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_chunk_is_kept_as_it_came_and_several_are_joined() {
+        let mut data = Chunks::Empty;
+        data.push(Bytes::new());
+        assert!(data.into_bytes().is_empty());
+
+        let chunk = Bytes::from_static(b"whole");
+        let mut data = Chunks::Empty;
+        data.push(chunk.clone());
+        data.push(Bytes::new());
+        let one = data.into_bytes();
+        assert_eq!(one.as_ptr(), chunk.as_ptr(), "one chunk is not copied");
+
+        let mut data = Chunks::Empty;
+        for part in ["a", "", "bc", "def"] {
+            data.push(Bytes::from_static(part.as_bytes()));
+        }
+        assert_eq!(data.into_bytes().as_ref(), b"abcdef");
     }
 }

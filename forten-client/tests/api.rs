@@ -261,6 +261,64 @@ async fn a_response_over_the_limit_is_refused() {
     assert_eq!(err.status(), 502);
 }
 
+/// A raw HTTP/1.1 upstream answering each request with `chunks` as a
+/// chunked body (no content-length), each chunk written on its own.
+async fn chunked_upstream(chunks: &'static [&'static str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let start =
+                    "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n";
+                if socket.write_all(start.as_bytes()).await.is_err() {
+                    return;
+                }
+                for chunk in chunks {
+                    let frame = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+                    if socket.write_all(frame.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let _ = socket.flush().await;
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_chunked_response_is_read_whole_and_bounded() {
+    const CHUNKS: &[&str] = &["hello ", "chunked ", "world"];
+    let client = |limit: usize, url: String| {
+        ServiceClient::builder("events")
+            .base_url(url)
+            .max_response_body(limit)
+            .retry(no_retry())
+            .build()
+            .unwrap()
+    };
+    let url = chunked_upstream(CHUNKS).await;
+    let whole = client(1024, url.clone()).get("/any").send().await.unwrap();
+    assert_eq!(whole.body().as_ref(), b"hello chunked world");
+    // no content-length to refuse it by: the limit stops the reading
+    let err = client(8, url).get("/any").send().await.unwrap_err();
+    assert!(
+        matches!(err, ClientError::ResponseTooLarge { limit: 8, .. }),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn h2c_with_prior_knowledge() {
     let upstream = MockServer::start().await;
