@@ -610,3 +610,39 @@ async fn stream_ends(events: &mut forten_core::circuit::CircuitEvents, why: &str
         .expect("the stream neither ended nor yielded");
     assert!(next.is_none(), "{why}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn run_records_a_future_and_refuses_without_running_it_while_open() {
+    use forten_core::circuit::HttpClassifier;
+    let breaker = base().build().unwrap();
+    let call = |status: u16| {
+        let breaker = breaker.clone();
+        async move {
+            breaker
+                .run(HttpClassifier, || async move {
+                    Ok::<_, BoxError>(response(status))
+                })
+                .await
+                .map(|r| r.status().as_u16())
+        }
+    };
+    assert_eq!(call(200).await.unwrap(), 200);
+    assert_eq!(call(404).await.unwrap(), 404); // 4xx: success
+    assert_eq!(call(503).await.unwrap(), 503);
+    assert_eq!(breaker.state(), CircuitState::Closed, "3 calls < minimum 4");
+    assert_eq!(call(500).await.unwrap(), 500);
+    assert_eq!(breaker.state(), CircuitState::Open, "2 failures of 4");
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let refused = breaker
+        .run(HttpClassifier, || {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, BoxError>(response(200)) }
+        })
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(open_for(refused), Duration::from_secs(10));
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "not run while open"
+    );
+}

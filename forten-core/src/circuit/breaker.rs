@@ -1,15 +1,18 @@
 //! [`CircuitBreaker`]: the shared handle, and the per-call guard.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::classify::Classify;
 use super::config::{CircuitBreakerBuilder, CircuitBreakerConfig};
 use super::error::rejection;
 use super::events::{CircuitEvents, Emitter};
+use super::future::ResponseFuture;
 use super::layer::CircuitBreakerLayer;
 use super::state::{Admission, CircuitMetrics, CircuitState, Clock, Core};
 use super::window::Outcome;
@@ -141,6 +144,46 @@ impl CircuitBreaker {
     /// A layer wrapping services in this breaker, with the default HTTP classifier.
     pub fn layer(&self) -> CircuitBreakerLayer {
         CircuitBreakerLayer::new(self.clone())
+    }
+
+    /// One call through this breaker, for code that holds a future rather
+    /// than a tower service: what [`CircuitBreakerService`] does for each
+    /// request, without a service around it. When the breaker admits the
+    /// call, `call` runs and its outcome is recorded as `classifier` judges
+    /// it; when it refuses, `call` does not run and the future answers the
+    /// [`Error::CircuitOpen`](crate::Error::CircuitOpen) error.
+    ///
+    /// ```
+    /// use forten_core::circuit::{CircuitBreaker, HttpClassifier};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let breaker = CircuitBreaker::builder("events").build().unwrap();
+    /// let answer = breaker
+    ///     .run(HttpClassifier, || async {
+    ///         Ok::<_, std::io::Error>(http::Response::new(()))
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(answer.status(), 200);
+    /// assert_eq!((breaker.metrics().calls, breaker.metrics().failures), (1, 0));
+    /// # });
+    /// ```
+    ///
+    /// [`CircuitBreakerService`]: super::CircuitBreakerService
+    pub fn run<F, C, T, E>(
+        &self,
+        classifier: C,
+        call: impl FnOnce() -> F,
+    ) -> ResponseFuture<F, C, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        C: Classify<T, E>,
+        E: Into<BoxError>,
+    {
+        match self.start() {
+            Ok(guard) => ResponseFuture::admitted(call(), guard, classifier),
+            Err(error) => ResponseFuture::rejected(error, classifier),
+        }
     }
 
     /// The breaker's name.
