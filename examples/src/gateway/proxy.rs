@@ -10,13 +10,12 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use forten_client::{ClientError, RequestBuilder, ServiceClient};
-use forten_core::circuit::CircuitBreaker;
+use forten_core::circuit::{CircuitBreaker, HttpClassifier};
 use forten_core::correlation::CorrelationContext;
 use futures::FutureExt;
 use futures::future::Either;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use tower::{Layer, ServiceExt};
 
 use crate::runtime::USER_TOKEN_HEADER;
 use crate::runtime::input::{ApiError, MAX_BODY_BYTES};
@@ -86,10 +85,11 @@ impl Upstream {
         // captured would move it into a second slot of the block's own.
         match call.build() {
             Ok((client, req)) => Either::Left(
+                // The breaker's own `run`, not its layer around a one-call
+                // service: no `Oneshot` holding the client and the request
+                // beside the call, one level less for every poll and move.
                 self.breaker
-                    .layer()
-                    .layer(Once(Some(client)))
-                    .oneshot(req)
+                    .run(HttpClassifier, move || client.execute_owned(req))
                     .map(|result| {
                         result.map_err(|e| match e.downcast::<ClientError>() {
                             Ok(client_error) => Failure::Client(*client_error),
@@ -98,39 +98,6 @@ impl Upstream {
                     }),
             ),
             Err(e) => Either::Right(std::future::ready(Err(Failure::Client(e)))),
-        }
-    }
-}
-
-/// The client as a service for one call: [`ServiceClient::execute_owned`]
-/// rather than the client's own `Service` impl, which boxes its future and
-/// buffers the body again; and the builder's clone of the client moves into
-/// the call instead of being cloned once more.
-struct Once(Option<ServiceClient>);
-
-impl tower::Service<http::Request<http_body_util::Full<Bytes>>> for Once {
-    type Response = http::Response<Bytes>;
-    type Error = ClientError;
-    type Future = futures::future::Either<
-        forten_client::ResponseFuture,
-        std::future::Ready<Result<http::Response<Bytes>, ClientError>>,
-    >;
-
-    fn poll_ready(
-        &mut self,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), ClientError>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: http::Request<http_body_util::Full<Bytes>>) -> Self::Future {
-        match self.0.take() {
-            Some(client) => futures::future::Either::Left(client.execute_owned(req)),
-            None => futures::future::Either::Right(std::future::ready(Err(
-                ClientError::InvalidRequest {
-                    detail: "a one-call client was called twice".to_owned(),
-                },
-            ))),
         }
     }
 }
