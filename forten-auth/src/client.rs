@@ -13,7 +13,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::service::ServiceAuth;
+use crate::service::{ServiceAuth, Slot};
 
 /// Sets `Authorization: Bearer <token>` on every request, with the cached
 /// token [`ServiceAuth`] holds for `target` (no signing per request). A
@@ -66,25 +66,37 @@ impl<S> Layer<S> for ServiceTokenLayer {
     fn layer(&self, inner: S) -> Self::Service {
         ServiceToken {
             inner,
-            auth: self.auth.clone(),
-            target: self.target.clone(),
+            target: Arc::new(Target {
+                slot: self.auth.slot(&self.target),
+                auth: self.auth.clone(),
+                name: self.target.clone(),
+            }),
         }
     }
+}
+
+/// The target's token as a layer's services read it: its cache slot, so a
+/// request costs a read lock, not a lookup by name; behind one `Arc`, so
+/// cloning the service (once per request, in most stacks) counts one
+/// reference.
+struct Target {
+    auth: ServiceAuth,
+    name: Arc<str>,
+    slot: Arc<Slot>,
 }
 
 /// The service produced by [`ServiceTokenLayer`].
 #[derive(Clone)]
 pub struct ServiceToken<S> {
     inner: S,
-    auth: ServiceAuth,
-    target: Arc<str>,
+    target: Arc<Target>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for ServiceToken<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServiceToken")
             .field("inner", &self.inner)
-            .field("target", &self.target)
+            .field("target", &self.target.name)
             .finish_non_exhaustive()
     }
 }
@@ -103,7 +115,8 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        match self.auth.auth_header(&self.target) {
+        let target = &*self.target;
+        match target.auth.auth_header_in(&target.slot, &target.name) {
             Ok(value) => {
                 req.headers_mut().insert(http::header::AUTHORIZATION, value);
                 ServiceTokenFuture {

@@ -58,13 +58,21 @@ struct Cached {
     renew_at: Instant,
 }
 
+/// The cached token of one target.
+#[derive(Default)]
+pub(crate) struct Slot {
+    cached: RwLock<Option<Cached>>,
+}
+
 struct Inner {
     name: String,
     key: SigningKey,
     lifetime: Duration,
     scope: String,
     header: Header,
-    cache: RwLock<HashMap<String, Cached>>,
+    // one slot per target, kept for good: a layer for one target holds its
+    // slot and reads it without hashing the target's name per request
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
 }
 
 /// The calling side of service-to-service auth: mints a JWT per target
@@ -165,7 +173,7 @@ impl ServiceAuthBuilder {
                 lifetime: self.lifetime,
                 scope: self.scopes.join(" "),
                 header,
-                cache: RwLock::new(HashMap::new()),
+                slots: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -200,24 +208,48 @@ impl ServiceAuth {
     }
 
     fn cached<T>(&self, target: &str, pick: impl Fn(&Cached) -> T) -> Result<T, AuthError> {
+        self.cached_in(&self.slot(target), target, pick)
+    }
+
+    /// The cache slot of `target` (made on first use).
+    pub(crate) fn slot(&self, target: &str) -> Arc<Slot> {
+        let slots = &self.inner.slots;
+        if let Some(slot) = slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(target)
+        {
+            return Arc::clone(slot);
+        }
+        let mut slots = slots.write().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(slots.entry(target.to_owned()).or_default())
+    }
+
+    /// `Authorization: Bearer <token>` for `target`, whose slot is `slot`.
+    pub(crate) fn auth_header_in(
+        &self,
+        slot: &Slot,
+        target: &str,
+    ) -> Result<HeaderValue, AuthError> {
+        self.cached_in(slot, target, |c| c.header.clone())
+    }
+
+    fn cached_in<T>(
+        &self,
+        slot: &Slot,
+        target: &str,
+        pick: impl Fn(&Cached) -> T,
+    ) -> Result<T, AuthError> {
         let now = Instant::now();
         {
-            let cache = self
-                .inner
-                .cache
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(c) = cache.get(target).filter(|c| now < c.renew_at) {
+            let cached = slot.cached.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = cached.as_ref().filter(|c| now < c.renew_at) {
                 return Ok(pick(c));
             }
         }
         let fresh = self.mint(target, now)?;
         let out = pick(&fresh);
-        self.inner
-            .cache
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(target.to_owned(), fresh);
+        *slot.cached.write().unwrap_or_else(PoisonError::into_inner) = Some(fresh);
         Ok(out)
     }
 

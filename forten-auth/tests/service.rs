@@ -332,3 +332,32 @@ async fn the_client_layer_sends_a_token_the_server_accepts() {
     assert_eq!(res.status(), 200);
     assert_eq!(counter.calls(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_client_layer_shares_the_cached_token_and_renews_it() {
+    use tower::ServiceExt as _;
+    let auth = ServiceAuth::builder("orders")
+        .signing_key(hs_key())
+        .lifetime(Duration::from_secs(100))
+        .build()
+        .unwrap();
+    let sent = |layer: forten_auth::ServiceTokenLayer| async move {
+        let client = layer.layer(tower::service_fn(|req: http::Request<()>| async move {
+            Ok::<_, std::convert::Infallible>(req.headers()["authorization"].clone())
+        }));
+        client.oneshot(http::Request::new(())).await.unwrap()
+    };
+    let layer = forten_auth::ServiceTokenLayer::new(auth.clone(), "events");
+    // made before the layer: the layer sends that very token
+    let before = auth.auth_header("events").unwrap();
+    assert_eq!(sent(layer.clone()).await, before);
+    // a token minted through the layer is the one auth_header then answers
+    tokio::time::advance(Duration::from_secs(81)).await;
+    let renewed = sent(layer.clone()).await;
+    assert_ne!(renewed, before, "renewed from 80% of the lifetime on");
+    assert_eq!(auth.auth_header("events").unwrap(), renewed);
+    // another target's layer has its own token
+    let billing = sent(forten_auth::ServiceTokenLayer::new(auth.clone(), "billing")).await;
+    assert_ne!(billing, renewed);
+    assert_eq!(auth.auth_header("billing").unwrap(), billing);
+}
