@@ -11,8 +11,9 @@ use http_body_util::{Either, Full};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::Shared;
 use super::backend::{Decision, RateLimitBackend};
-use super::headers::{RATELIMIT, RATELIMIT_POLICY, state_value};
+use super::headers::{RATELIMIT, RATELIMIT_POLICY, state_value_after};
 use crate::correlation::CorrelationContext;
 use crate::{BoxError, Error};
 
@@ -22,8 +23,7 @@ pin_project! {
     pub struct RateLimitFuture<S, B, CF, F, Bk> {
         #[pin]
         state: State<S, B, CF, F>,
-        backend: Arc<Bk>,
-        policy_header: HeaderValue,
+        shared: Arc<Shared<Bk>>,
     }
 }
 
@@ -69,13 +69,13 @@ enum Outcome {
 }
 
 /// The [`Outcome`] of `decision` for `req`.
-fn outcome<B>(
-    policy: &super::RateLimitPolicy,
-    policy_header: &HeaderValue,
+fn outcome<B, Bk: RateLimitBackend>(
+    shared: &Shared<Bk>,
     decision: Option<Decision>,
     req: &Request<B>,
 ) -> Outcome {
-    let state_header = decision.map(|d| state_value(policy, &d));
+    let policy = shared.backend.policy();
+    let state_header = decision.map(|d| state_value_after(&shared.state_prefix, &d));
     let Some(d) = decision.filter(|d| !d.allowed) else {
         return Outcome::Proceed(state_header);
     };
@@ -87,7 +87,7 @@ fn outcome<B>(
         .or_else(CorrelationContext::current);
     let mut response = rate_limited(&d, ctx.as_ref());
     let headers = response.headers_mut();
-    headers.insert(RATELIMIT_POLICY, policy_header.clone());
+    headers.insert(RATELIMIT_POLICY, shared.policy_header.clone());
     if let Some(v) = state_header {
         headers.insert(RATELIMIT, v);
     }
@@ -95,21 +95,14 @@ fn outcome<B>(
 }
 
 impl<S, B, CF, F, Bk> RateLimitFuture<S, B, CF, F, Bk> {
-    pub(crate) fn new(
-        check: CF,
-        inner: S,
-        req: Request<B>,
-        backend: Arc<Bk>,
-        policy_header: HeaderValue,
-    ) -> Self {
+    pub(crate) fn new(check: CF, inner: S, req: Request<B>, shared: Arc<Shared<Bk>>) -> Self {
         RateLimitFuture {
             state: State::Checking {
                 check,
                 inner: Some(inner),
                 req: Some(req),
             },
-            backend,
-            policy_header,
+            shared,
         }
     }
 }
@@ -125,10 +118,9 @@ where
         decision: Option<Decision>,
         inner: &mut S,
         req: Request<B>,
-        backend: Arc<Bk>,
-        policy_header: HeaderValue,
+        shared: Arc<Shared<Bk>>,
     ) -> Self {
-        let state = match outcome(backend.policy(), &policy_header, decision, &req) {
+        let state = match outcome(&shared, decision, &req) {
             Outcome::Refused(refused) => State::Refused {
                 response: Some(refused),
             },
@@ -137,11 +129,7 @@ where
                 state_header,
             },
         };
-        RateLimitFuture {
-            state,
-            backend,
-            policy_header,
-        }
+        RateLimitFuture { state, shared }
     }
 }
 
@@ -163,8 +151,7 @@ where
                     let (Some(mut inner), Some(req)) = (inner.take(), req.take()) else {
                         panic!("RateLimitFuture polled after completion");
                     };
-                    let policy = this.backend.policy();
-                    match outcome(policy, this.policy_header, decision, &req) {
+                    match outcome(this.shared, decision, &req) {
                         Outcome::Refused(refused) => {
                             return Poll::Ready(Ok(refused.map(Either::Right)));
                         }
@@ -183,7 +170,7 @@ where
                 StateProj::Calling { fut, state_header } => {
                     let mut response = ready!(fut.poll(cx))?;
                     let headers = response.headers_mut();
-                    headers.insert(RATELIMIT_POLICY, this.policy_header.clone());
+                    headers.insert(RATELIMIT_POLICY, this.shared.policy_header.clone());
                     if let Some(v) = state_header.take() {
                         headers.insert(RATELIMIT, v);
                     }

@@ -34,11 +34,6 @@ fn sf_string(name: &str, out: &mut String) {
     out.push('"');
 }
 
-/// The length [`sf_string`] writes for `name`.
-fn sf_string_len(name: &str) -> usize {
-    name.len() + name.chars().filter(|&c| escaped(c)).count() + 2
-}
-
 /// The `RateLimit-Policy` value of `policy`.
 pub fn policy_value(policy: &RateLimitPolicy) -> HeaderValue {
     let mut s = String::with_capacity(policy.name().len() + 24);
@@ -51,19 +46,32 @@ pub fn policy_value(policy: &RateLimitPolicy) -> HeaderValue {
     HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("\"default\""))
 }
 
+/// The start of every `RateLimit` value of `policy`: its name as an
+/// sf-string, then `;r=` (made once per layer, not per response).
+pub(crate) fn state_prefix(policy: &RateLimitPolicy) -> Box<str> {
+    let mut s = String::with_capacity(policy.name().len() + 6);
+    sf_string(policy.name(), &mut s);
+    s.push_str(";r=");
+    s.into_boxed_str()
+}
+
 /// The `RateLimit` value after `decision`.
 pub fn state_value(policy: &RateLimitPolicy, decision: &Decision) -> HeaderValue {
+    state_value_after(&state_prefix(policy), decision)
+}
+
+/// The `RateLimit` value after `decision`, from the policy's
+/// [`state_prefix`].
+pub(crate) fn state_value_after(prefix: &str, decision: &Decision) -> HeaderValue {
     let mut remaining = itoa::Buffer::new();
     let remaining = remaining.format(decision.remaining);
     let mut reset = itoa::Buffer::new();
     let reset = reset.format(ceil_secs(decision.reset_after));
     // Exactly the value's length: a `Bytes` made from a full `Vec` takes
     // its buffer as it is, where any spare capacity costs a second allocation.
-    let len =
-        sf_string_len(policy.name()) + ";r=".len() + remaining.len() + ";t=".len() + reset.len();
+    let len = prefix.len() + remaining.len() + ";t=".len() + reset.len();
     let mut s = String::with_capacity(len);
-    sf_string(policy.name(), &mut s);
-    s.push_str(";r=");
+    s.push_str(prefix);
     s.push_str(remaining);
     s.push_str(";t=");
     s.push_str(reset);

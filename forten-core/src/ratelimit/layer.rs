@@ -2,30 +2,24 @@
 
 use std::sync::Arc;
 
-use http::HeaderValue;
 use tower_layer::Layer;
 
-use super::RateLimit;
 use super::backend::RateLimitBackend;
 use super::config::KeyExtractor;
-use super::headers::policy_value;
+use super::{RateLimit, Shared};
 
 /// Keyed GCRA rate limits: 429 RATE_LIMITED with `Retry-After` when a key's
 /// budget is spent, and the `RateLimit-Policy` / `RateLimit` headers on every
 /// response. See the [module docs](super).
 #[derive(Debug)]
 pub struct RateLimitLayer<Bk> {
-    backend: Arc<Bk>,
-    keys: KeyExtractor,
-    policy_header: HeaderValue,
+    shared: Arc<Shared<Bk>>,
 }
 
 impl<Bk> Clone for RateLimitLayer<Bk> {
     fn clone(&self) -> Self {
         RateLimitLayer {
-            backend: Arc::clone(&self.backend),
-            keys: self.keys.clone(),
-            policy_header: self.policy_header.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -44,17 +38,14 @@ impl<Bk: RateLimitBackend> RateLimitLayer<Bk> {
 
     /// A layer over a backend shared with other layers.
     pub fn with_shared(backend: Arc<Bk>, keys: KeyExtractor) -> Self {
-        let policy_header = policy_value(backend.policy());
         RateLimitLayer {
-            backend,
-            keys,
-            policy_header,
+            shared: Arc::new(Shared::new(backend, keys)),
         }
     }
 
     /// The backend.
     pub fn backend(&self) -> &Arc<Bk> {
-        &self.backend
+        &self.shared.backend
     }
 }
 
@@ -64,9 +55,7 @@ impl<S, Bk> Layer<S> for RateLimitLayer<Bk> {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimit {
             inner,
-            backend: Arc::clone(&self.backend),
-            keys: self.keys.clone(),
-            policy_header: self.policy_header.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }

@@ -69,22 +69,44 @@ pub use layer::RateLimitLayer;
 #[cfg(feature = "redis")]
 pub use redis::RedisBackend;
 
+/// What a layer and its services share, behind one `Arc`: a service is
+/// cloned for each request in most stacks, and its future keeps what the
+/// response needs, so both count one reference instead of three.
+#[derive(Debug)]
+pub(crate) struct Shared<Bk> {
+    pub(crate) backend: Arc<Bk>,
+    pub(crate) keys: KeyExtractor,
+    /// `RateLimit-Policy`, the same on every response.
+    pub(crate) policy_header: HeaderValue,
+    /// The start of every `RateLimit` value: the policy's name as an
+    /// sf-string, then `;r=`.
+    pub(crate) state_prefix: Box<str>,
+}
+
+impl<Bk: RateLimitBackend> Shared<Bk> {
+    pub(crate) fn new(backend: Arc<Bk>, keys: KeyExtractor) -> Self {
+        let policy = backend.policy();
+        Shared {
+            policy_header: headers::policy_value(policy),
+            state_prefix: headers::state_prefix(policy),
+            backend,
+            keys,
+        }
+    }
+}
+
 /// The service produced by [`RateLimitLayer`].
 #[derive(Debug)]
 pub struct RateLimit<S, Bk> {
     inner: S,
-    backend: Arc<Bk>,
-    keys: KeyExtractor,
-    policy_header: HeaderValue,
+    shared: Arc<Shared<Bk>>,
 }
 
 impl<S: Clone, Bk> Clone for RateLimit<S, Bk> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
-            backend: Arc::clone(&self.backend),
-            keys: self.keys.clone(),
-            policy_header: self.policy_header.clone(),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -103,30 +125,24 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
         let (parts, body) = req.into_parts();
-        let key = self.keys.key(&parts);
+        let key = shared.keys.key(&parts);
         let req = Request::from_parts(parts, body);
-        if let Some(decided) = self.backend.check_now(&key) {
+        if let Some(decided) = shared.backend.check_now(&key) {
             // Decided already (in-process): the ready inner service is
             // called now, so neither it nor the request waits in the future.
             return RateLimitFuture::decided(
                 future::decision(decided),
                 &mut self.inner,
                 req,
-                Arc::clone(&self.backend),
-                self.policy_header.clone(),
+                Arc::clone(shared),
             );
         }
-        let check = self.backend.check(&key);
+        let check = shared.backend.check(&key);
         // The ready service goes into the future; a fresh clone stays here.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        RateLimitFuture::new(
-            check,
-            inner,
-            req,
-            Arc::clone(&self.backend),
-            self.policy_header.clone(),
-        )
+        RateLimitFuture::new(check, inner, req, Arc::clone(shared))
     }
 }
