@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use forten_core::idempotency::ClientIdentity;
-use http::Request;
+use http::{HeaderValue, Request};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 use tower_layer::Layer;
@@ -80,6 +80,7 @@ pub struct JwtAuthLayerBuilder {
     organisation_claim: String,
     policy: Option<Policy>,
     cache_verified: usize,
+    keep_token: bool,
 }
 
 impl fmt::Debug for JwtAuthLayerBuilder {
@@ -164,6 +165,17 @@ impl JwtAuthLayerBuilder {
         self
     }
 
+    /// Also puts the accepted token into request extensions, as a
+    /// [`UserToken`] (read it with [`UserToken::from_extensions`]), for a
+    /// gateway that forwards it to the services it calls: the header value
+    /// is made once per verified token (with
+    /// [`cache_verified`](Self::cache_verified)) and shared, so forwarding it
+    /// neither parses `Authorization` again nor copies the token.
+    pub fn keep_token(mut self) -> Self {
+        self.keep_token = true;
+        self
+    }
+
     /// Validates the settings.
     pub fn build(self) -> Result<JwtAuthLayer, AuthError> {
         if self.leeway > Duration::from_secs(300) {
@@ -207,6 +219,7 @@ impl JwtAuthLayerBuilder {
                     organisation_claim: self.organisation_claim,
                     policy: self.policy,
                     cache: VerifiedCache::new(self.cache_verified),
+                    keep_token: self.keep_token,
                 }),
             },
         })
@@ -228,6 +241,7 @@ impl JwtAuthLayer {
             organisation_claim: "org".to_owned(),
             policy: None,
             cache_verified: 0,
+            keep_token: false,
         }
     }
 
@@ -316,6 +330,7 @@ struct CheckInner {
     organisation_claim: String,
     policy: Option<Policy>,
     cache: Option<VerifiedCache<Arc<Verified>>>,
+    keep_token: bool,
 }
 
 /// What an accepted user token gives: its claims, and the permissions its
@@ -326,6 +341,8 @@ struct Verified {
     /// cached token's requests do not copy it).
     identity: ClientIdentity,
     permissions: Option<Permissions>,
+    /// The token, when the layer keeps it ([`JwtAuthLayerBuilder::keep_token`]).
+    token: Option<UserToken>,
 }
 
 impl Verified {
@@ -378,10 +395,18 @@ impl UserTokenCheck {
             .as_ref()
             .map(|p| p.permissions_for(&claims.roles));
         let valid_through = inner.verifier.valid_through(claims.expires_at);
+        let token_value = if inner.keep_token {
+            // the check made sure the token is a header's visible ASCII
+            let value = HeaderValue::from_str(token).map_err(|_| Rejection::BadHeader)?;
+            Some(UserToken(value))
+        } else {
+            None
+        };
         let verified = Arc::new(Verified {
             identity: ClientIdentity::new(claims.subject.as_str()),
             claims: Arc::new(claims),
             permissions,
+            token: token_value,
         });
         if let Some(cache) = &inner.cache {
             cache.insert(token, keys, valid_through, verified.clone(), now);
@@ -435,6 +460,72 @@ impl RequestCheck for UserTokenCheck {
             ext.insert(permissions.clone());
         }
         ext.insert(Arc::clone(&verified.claims));
+        if let Some(token) = &verified.token {
+            ext.insert(token.clone());
+        }
         Ok(())
+    }
+}
+
+/// The user token [`JwtAuthLayer`] accepted on a request, as a header value
+/// ready to forward (the token alone, without `Bearer `). Present only when
+/// the layer was built with [`keep_token`](JwtAuthLayerBuilder::keep_token).
+/// Cloning it counts a reference; it copies nothing.
+///
+/// ```
+/// use forten_auth::{JwtAuthLayer, KeySet, UserToken, VerifyingKey, jsonwebtoken::Algorithm};
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let key = [3u8; 32];
+/// let layer = JwtAuthLayer::builder()
+///     .issuer("auth-service")
+///     .audience("api-gateway")
+///     .algorithms([Algorithm::HS256])
+///     .keys(KeySet::new([VerifyingKey::hs256(&key).unwrap()]))
+///     .keep_token()
+///     .build()
+///     .unwrap();
+/// let svc = layer.layer(service_fn(|req: http::Request<()>| async move {
+///     let token = UserToken::from_extensions(req.extensions()).unwrap();
+///     Ok::<_, std::convert::Infallible>(http::Response::new(token.as_str().to_owned()))
+/// }));
+/// let claims = serde_json::json!({"iss": "auth-service", "aud": "api-gateway",
+///     "sub": "ada", "exp": 4_000_000_000u64});
+/// let token = jsonwebtoken::encode(
+///     &jsonwebtoken::Header::new(Algorithm::HS256),
+///     &claims,
+///     &jsonwebtoken::EncodingKey::from_secret(&key),
+/// )
+/// .unwrap();
+/// let req = http::Request::builder()
+///     .header("authorization", format!("Bearer {token}"))
+///     .body(())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// let http_body_util::Either::Left(body) = res.into_body() else { panic!("refused") };
+/// assert_eq!(body, token);
+/// # });
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserToken(HeaderValue);
+
+impl UserToken {
+    /// The token [`JwtAuthLayer`] put into these request extensions, if it
+    /// accepted the request's token and keeps tokens.
+    pub fn from_extensions(extensions: &http::Extensions) -> Option<&UserToken> {
+        extensions.get::<UserToken>()
+    }
+
+    /// The token as a header value (to send it on, say in `x-user-token`).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    /// The token.
+    pub fn as_str(&self) -> &str {
+        // made from a `&str`: always visible ASCII
+        self.0.to_str().unwrap_or_default()
     }
 }

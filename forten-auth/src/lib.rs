@@ -78,7 +78,7 @@ pub use error::{AuthError, Rejection};
 pub use forten_core::idempotency::ClientIdentity;
 pub use identity::{Permissions, ServiceIdentity, UserClaims};
 pub use jwks::{FetchFuture, JwksCache, JwksCacheBuilder};
-pub use jwt::{JwtAuthLayer, JwtAuthLayerBuilder, UserTokenCheck, VerifiedUser};
+pub use jwt::{JwtAuthLayer, JwtAuthLayerBuilder, UserToken, UserTokenCheck, VerifiedUser};
 pub use keys::{KeySet, MIN_HMAC_SECRET_BYTES, SigningKey, VerifyingKey};
 pub use rbac::{PermissionCheck, Policy, PolicyBuilder, RequirePermissionLayer, RouteTable};
 pub use service::{

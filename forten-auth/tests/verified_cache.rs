@@ -249,3 +249,45 @@ async fn a_token_for_another_audience_is_refused_every_time() {
     assert_eq!(service_status(&layer, &token).await.0, 401);
     assert_eq!(service_status(&layer, &token).await.0, 401);
 }
+
+/// The [`UserToken`](forten_auth::UserToken) the handler saw, if any.
+async fn token_seen(layer: &JwtAuthLayer, token: &str) -> Option<forten_auth::UserToken> {
+    let svc = layer.layer(tower::service_fn(|req: Request<()>| async move {
+        let kept = forten_auth::UserToken::from_extensions(req.extensions()).cloned();
+        Ok::<_, std::convert::Infallible>(Response::new(kept))
+    }));
+    let res = svc.oneshot(bearer(token)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    match res.into_body() {
+        Either::Left(kept) => kept,
+        Either::Right(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_kept_token_is_the_one_sent_and_is_not_kept_unless_asked() {
+    let (key, keys, layer) = user_setup();
+    let token = sign(&key, &user_claims("ada"));
+    assert_eq!(
+        token_seen(&layer, &token).await,
+        None,
+        "not kept by default"
+    );
+    let keeping = JwtAuthLayer::builder()
+        .issuer("auth-service")
+        .audience("api-gateway")
+        .algorithms([Algorithm::HS256])
+        .keys(keys)
+        .cache_verified(16)
+        .keep_token()
+        .build()
+        .unwrap();
+    let first = token_seen(&keeping, &token).await.unwrap();
+    assert_eq!(first.as_str(), token);
+    assert_eq!(first.header_value(), token.as_str());
+    // from the cache: the same value again
+    let again = token_seen(&keeping, &token).await.unwrap();
+    assert_eq!(again, first);
+    let other = sign(&key, &user_claims("bob"));
+    assert_eq!(token_seen(&keeping, &other).await.unwrap().as_str(), other);
+}
