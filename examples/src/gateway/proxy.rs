@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use forten_auth::UserToken;
 use forten_client::{ClientError, RequestBuilder, ServiceClient};
 use forten_core::circuit::{CircuitBreaker, HttpClassifier};
 use forten_core::correlation::CorrelationContext;
@@ -150,18 +151,24 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Forwards `method path` with `body` to `client`; passes the answer back
-/// (status, content type, body, Retry-After, Location). The call is built
-/// at once from the borrowed path and headers; the future owns what it needs.
+/// Forwards `method path` with `body` to `client`, with the caller's user
+/// token from `parts`; passes the answer back (status, content type, body,
+/// Retry-After, Location). The call is built at once from the borrowed path
+/// and parts; the future owns what it needs.
 pub fn forward(
     up: &Upstream,
     method: Method,
     path_and_query: &str,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
     body: Bytes,
 ) -> impl Future<Output = Response> + Send + use<> {
     let mut call = up.client.request(method, path_and_query);
-    if let Some(token) = bearer(headers) {
+    // The token the JWT layer accepted, kept as a header value: no second
+    // parse of `Authorization`, no copy. A route without the layer (none
+    // today) would still pass on a bearer token it was sent.
+    if let Some(token) = UserToken::from_extensions(&parts.extensions) {
+        call = call.header(USER_TOKEN, token.header_value().clone());
+    } else if let Some(token) = bearer(&parts.headers) {
         call = call.header(USER_TOKEN, token);
     }
     if !body.is_empty() {
@@ -213,9 +220,9 @@ fn proxy(
         let target = target(&parts);
         return Either::Left(forward(
             pick(&ups),
-            parts.method,
+            parts.method.clone(),
             &target,
-            &parts.headers,
+            &parts,
             Bytes::new(),
         ));
     }
@@ -229,9 +236,9 @@ fn proxy(
                 let target = target(&parts);
                 Either::Left(forward(
                     pick(&ups),
-                    parts.method,
+                    parts.method.clone(),
                     &target,
-                    &parts.headers,
+                    &parts,
                     body,
                 ))
             }

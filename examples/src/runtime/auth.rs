@@ -161,6 +161,8 @@ impl Keys {
             .with_kid("user-1")]))
             .policy(policy())
             .cache_verified(VERIFIED_USER_TOKENS)
+            // the gateway forwards it (x-user-token) without parsing or copying it
+            .keep_token()
             .build()?;
         let policy = policy();
         let registry = ApiKeyLayer::builder()
