@@ -10,7 +10,8 @@
 //! calls, every service's server requests by `route`, the bus).
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 use axum::extract::MatchedPath;
@@ -73,9 +74,39 @@ pub fn server_metrics() -> ServerMetricsLayer {
 static ROUTES: RwLock<Option<HashSet<&'static str>>> = RwLock::new(None);
 
 thread_local! {
-    /// This thread's view of [`ROUTES`]: the per-request lookup takes no
-    /// lock shared with other threads.
-    static SEEN: RefCell<HashSet<&'static str>> = RefCell::new(HashSet::new());
+    /// This thread's view of [`ROUTES`], by where the template's string
+    /// lives (axum keeps one per route for the router's life): the
+    /// per-request lookup takes no lock shared with other threads and hashes
+    /// two words, not the template. A hit is checked against the template's
+    /// text, so a string freed and its memory reused is a miss, not a wrong
+    /// label.
+    static SEEN: RefCell<HashMap<(usize, usize), &'static str, BuildHasherDefault<WordHash>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// A hash of [`SEEN`]'s keys (addresses and lengths, not chosen by a
+/// client): a multiply per word.
+#[derive(Default)]
+struct WordHash(u64);
+
+impl Hasher for WordHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// At most this many templates are kept (a router has a few dozen); any
@@ -84,12 +115,22 @@ const MAX_ROUTES: usize = 1024;
 
 /// The label of route template `route`.
 fn route_label(route: &str) -> SharedString {
-    if let Some(kept) = SEEN.with(|seen| seen.borrow().get(route).copied()) {
+    let at = (route.as_ptr() as usize, route.len());
+    let hit = SEEN.with(|seen| seen.borrow().get(&at).copied());
+    if let Some(kept) = hit.filter(|kept| *kept == route) {
         return SharedString::const_str(kept);
     }
     match keep(route) {
         Some(kept) => {
-            SEEN.with(|seen| seen.borrow_mut().insert(kept));
+            SEEN.with(|seen| {
+                let mut seen = seen.borrow_mut();
+                // routers built and dropped again (tests) leave stale
+                // addresses: start over rather than grow without bound
+                if seen.len() >= 4 * MAX_ROUTES {
+                    seen.clear();
+                }
+                seen.insert(at, kept);
+            });
             SharedString::const_str(kept)
         }
         None => route.to_owned().into(),
@@ -128,5 +169,16 @@ mod tests {
             std::ptr::eq(kept.as_ptr(), (*b).as_ptr()),
             "the same kept copy"
         );
+    }
+
+    #[test]
+    fn another_template_at_a_reused_address_gets_its_own_label() {
+        let mut route = String::from("/first/{id}");
+        assert_eq!(&*route_label(&route), "/first/{id}");
+        // same buffer, same length, other text: what a freed and reused
+        // string looks like to the by-address lookup
+        route.replace_range(.., "/other/{id}");
+        assert_eq!(&*route_label(&route), "/other/{id}");
+        assert_eq!(&*route_label("/first/{id}"), "/first/{id}");
     }
 }
