@@ -202,7 +202,14 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
     let limiter = Arc::new(GovernorBackend::new(cfg.rate_limit.clone()));
     let rate_limit = RateLimitLayer::with_shared(limiter, user_or_ip());
     let idempotency = IdempotencyLayer::new(MemoryStore::new());
-    let to_body = |req: Request<Either<Body, Full<Bytes>>>| req.map(Body::new);
+    // A request the idempotency layer let through keeps its own body (no
+    // second box around it); only a buffered one is boxed into a `Body`.
+    let to_body = |req: Request<Either<Body, Full<Bytes>>>| {
+        req.map(|body| match body {
+            Either::Left(body) => body,
+            Either::Right(buffered) => Body::new(buffered),
+        })
+    };
 
     // The `/api/v1` routes carry the whole stack themselves, the server's
     // layers ([`server_layers`]) and theirs, around the handler: one boxed
