@@ -57,28 +57,34 @@ pub fn server_stack(
         .route("/metrics", axum::routing::get(super::metrics::render))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .layer(server_layers(service, max).option_layer(keys.map(|k| axum::Extension(k.clone()))))
+        .layer(
+            server_layers(service, max)
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+                .option_layer(keys.map(|k| axum::Extension(k.clone()))),
+        )
 }
 
 /// The layers of [`server_stack`], outermost first.
 pub type ServerLayers = Stack<
     ServerMetricsLayer,
     Stack<
-        DefaultBodyLimit,
-        Stack<
-            DeadlineLayer,
-            Stack<ErrorResponseLayer, Stack<CorrelationLayer, Stack<ServiceSpanLayer, Identity>>>,
-        >,
+        DeadlineLayer,
+        Stack<ErrorResponseLayer, Stack<CorrelationLayer, Stack<ServiceSpanLayer, Identity>>>,
     >,
 >;
 
 /// The layers [`server_stack`] puts around every route, for a route that
 /// carries them itself (`route_service(path, server_layers(..).service(svc))`,
 /// merged into the router after [`server_stack`]): the service's span,
-/// correlation, JSON:API errors, the deadline capped at `max`, the body
-/// limit and the RED metrics (labelled with the route's template, which the
-/// router has set by then). Layers added to the returned builder sit inside
-/// them; an error any of them returns becomes a JSON:API document.
+/// correlation, JSON:API errors, the deadline capped at `max` and the RED
+/// metrics (labelled with the route's template, which the router has set by
+/// then). Layers added to the returned builder sit inside them; an error any
+/// of them returns becomes a JSON:API document.
+///
+/// Not the body limit for extractors (`DefaultBodyLimit`, which
+/// [`server_stack`] adds): it is one more request extension, boxed, and a
+/// route carrying these layers itself reads its body with an explicit limit
+/// (the gateway's proxy: `axum::body::to_bytes(body, MAX_BODY_BYTES)`).
 pub fn server_layers(service: &'static str, max: Duration) -> ServiceBuilder<ServerLayers> {
     ServiceBuilder::new()
         .layer(ServiceSpanLayer(service))
@@ -88,7 +94,6 @@ pub fn server_layers(service: &'static str, max: Duration) -> ServiceBuilder<Ser
         .layer(CorrelationLayer::new().request_extension(false))
         .layer(ErrorResponseLayer::new())
         .layer(DeadlineLayer::new(max).request_extension(false))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(super::metrics::server_metrics())
 }
 
