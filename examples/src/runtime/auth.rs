@@ -113,6 +113,7 @@ pub struct Keys {
 struct KeysInner {
     user_signing: SigningKey,
     users: JwtAuthLayer,
+    gateway_users: JwtAuthLayer,
     service_signing: SigningKey,
     service_verifying: KeySet,
     policy: Policy,
@@ -151,19 +152,22 @@ impl Keys {
     /// Builds the keys; secrets shorter than 32 bytes are refused.
     pub fn new(secrets: &Secrets) -> Result<Self, AuthError> {
         let user_signing = SigningKey::hs256(secrets.user_token.as_bytes())?.with_kid("user-1");
-        let users = JwtAuthLayer::builder()
-            .issuer(USER_TOKEN_ISSUER)
-            .audience(USER_TOKEN_AUDIENCE)
-            .algorithms([Algorithm::HS256])
-            .keys(KeySet::new([VerifyingKey::hs256(
-                secrets.user_token.as_bytes(),
-            )?
-            .with_kid("user-1")]))
-            .policy(policy())
-            .cache_verified(VERIFIED_USER_TOKENS)
-            // the gateway forwards it (x-user-token) without parsing or copying it
-            .keep_token()
-            .build()?;
+        let user_keys =
+            KeySet::new([VerifyingKey::hs256(secrets.user_token.as_bytes())?.with_kid("user-1")]);
+        let user_tokens = || {
+            JwtAuthLayer::builder()
+                .issuer(USER_TOKEN_ISSUER)
+                .audience(USER_TOKEN_AUDIENCE)
+                .algorithms([Algorithm::HS256])
+                .keys(user_keys.clone())
+                .cache_verified(VERIFIED_USER_TOKENS)
+        };
+        // The services authorize (CurrentUser: the policy's permissions).
+        let users = user_tokens().policy(policy()).build()?;
+        // The gateway authenticates and forwards the token (x-user-token)
+        // without parsing or copying it again; it grants nothing itself, so
+        // it resolves no permissions.
+        let gateway_users = user_tokens().keep_token().build()?;
         let policy = policy();
         let registry = ApiKeyLayer::builder()
             .key(secrets.registry_key.as_bytes())
@@ -177,6 +181,7 @@ impl Keys {
             inner: Arc::new(KeysInner {
                 user_signing,
                 users,
+                gateway_users,
                 service_signing,
                 service_verifying: service_keys,
                 policy,
@@ -195,9 +200,12 @@ impl Keys {
         &self.inner.policy
     }
 
-    /// The gateway's user-token layer (puts `Arc<`[`UserClaims`]`>` and [`Permissions`] into extensions).
+    /// The gateway's user-token layer: puts the [`ClientIdentity`](forten_auth::ClientIdentity),
+    /// `Arc<`[`UserClaims`]`>` and the token ([`forten_auth::UserToken`], to
+    /// forward) into extensions. No [`Permissions`]: the services decide
+    /// what a user may do ([`CurrentUser::require`]).
     pub fn user_layer(&self) -> JwtAuthLayer {
-        self.inner.users.clone()
+        self.inner.gateway_users.clone()
     }
 
     /// Signs a user token; returns it with its lifetime.
