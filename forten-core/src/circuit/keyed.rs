@@ -372,6 +372,9 @@ where
     fn call(&mut self, req: Req) -> Self::Future {
         let key = (self.key_fn)(&req);
         let breaker = self.breakers.get_or_create(&key);
+        // `CircuitBreaker::run` by hand: through its closure the inner
+        // future is built one move further away (callgrind-client, keyed:
+        // +150 instructions per call).
         match breaker.start() {
             Ok(guard) => {
                 ResponseFuture::admitted(self.inner.call(req), guard, self.classifier.clone())

@@ -152,6 +152,9 @@ where
 
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // `CircuitBreaker::run` by hand: through its closure the inner
+        // future is built one move further away (callgrind-client, keyed:
+        // +150 instructions per call).
         match self.breaker.start() {
             Ok(guard) => {
                 ResponseFuture::admitted(self.inner.call(req), guard, self.classifier.clone())

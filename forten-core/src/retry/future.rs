@@ -170,6 +170,14 @@ where
         Ok(delay)
     }
 
+    /// The service retries go through, made with the first delay.
+    fn service(&mut self) -> &mut S {
+        match self.waiting.as_mut() {
+            Some(waiting) => waiting.as_mut().project().service,
+            None => unreachable!("a request backs off after its first delay"),
+        }
+    }
+
     fn exhausted(&self, err: BoxError) -> BoxError {
         Box::new(crate::Error::RetriesExhausted {
             attempts: self.attempts,
@@ -237,10 +245,7 @@ where
                     let Some(retry) = this.retry.as_mut() else {
                         unreachable!("only a replayable request backs off")
                     };
-                    let Some(waiting) = retry.waiting.as_mut() else {
-                        unreachable!("a request backs off after its first delay")
-                    };
-                    if let Err(e) = ready!(waiting.as_mut().project().service.poll_ready(cx)) {
+                    if let Err(e) = ready!(retry.service().poll_ready(cx)) {
                         return Poll::Ready(Err(retry.exhausted(e.into())));
                     }
                     if retry
@@ -263,10 +268,7 @@ where
                     }
                     retry.request = copy;
                     retry.attempts += 1;
-                    let Some(waiting) = retry.waiting.as_mut() else {
-                        unreachable!("a request backs off after its first delay")
-                    };
-                    let future = waiting.as_mut().project().service.call(request);
+                    let future = retry.service().call(request);
                     this.state.set(State::Attempt { future });
                 }
             }
