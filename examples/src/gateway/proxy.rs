@@ -15,7 +15,7 @@ use forten_core::circuit::{CircuitBreaker, HttpClassifier};
 use forten_core::correlation::CorrelationContext;
 use futures::FutureExt;
 use futures::future::Either;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::runtime::USER_TOKEN_HEADER;
@@ -151,21 +151,20 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Forwards `method path` with `body` to `client`, with the caller's user
-/// token from `parts`; passes the answer back (status, content type, body,
-/// Retry-After, Location). The call is built at once from the borrowed path
-/// and parts; the future owns what it needs.
+/// Forwards the request of `parts` (its method, the caller's user token) to
+/// `path_and_query` on `up`, with `body`; passes the answer back (status,
+/// content type, body, Retry-After, Location). The call is built at once
+/// from the borrowed path and parts; the future owns what it needs.
 pub fn forward(
     up: &Upstream,
-    method: Method,
     path_and_query: &str,
     parts: &http::request::Parts,
     body: Bytes,
 ) -> impl Future<Output = Response> + Send + use<> {
-    let mut call = up.client.request(method, path_and_query);
+    let mut call = up.client.request(parts.method.clone(), path_and_query);
     // The token the JWT layer accepted, kept as a header value: no second
-    // parse of `Authorization`, no copy. A route without the layer (none
-    // today) would still pass on a bearer token it was sent.
+    // parse of `Authorization`, no copy. The public routes (signup, login)
+    // have no JWT layer: a bearer token sent there still goes on.
     if let Some(token) = UserToken::from_extensions(&parts.extensions) {
         call = call.header(USER_TOKEN, token.header_value().clone());
     } else if let Some(token) = bearer(&parts.headers) {
@@ -206,25 +205,20 @@ fn proxy(
     to: &'static str,
     req: Request,
 ) -> impl Future<Output = Response> + Send + 'static {
-    let target = move |parts: &http::request::Parts| {
+    // `<to>` plus what follows `<from>` in the request's path and query.
+    let send = move |parts: &http::request::Parts, body: Bytes| {
         let pq = parts
             .uri
             .path_and_query()
             .map_or_else(|| parts.uri.path(), |pq| pq.as_str());
-        format!("{to}{}", pq.strip_prefix(from).unwrap_or(""))
+        let target = format!("{to}{}", pq.strip_prefix(from).unwrap_or(""));
+        forward(pick(&ups), &target, parts, body)
     };
     let (parts, body) = req.into_parts();
     // No body to read (a GET, say): forwarded at once, and the future is
     // the call's alone.
     if axum::body::HttpBody::is_end_stream(&body) {
-        let target = target(&parts);
-        return Either::Left(forward(
-            pick(&ups),
-            parts.method.clone(),
-            &target,
-            &parts,
-            Bytes::new(),
-        ));
+        return Either::Left(send(&parts, Bytes::new()));
     }
     // A combinator, not an `async` block: a block keeps what it captured
     // (the request's parts) beside the call it awaits, so every route's
@@ -232,16 +226,7 @@ fn proxy(
     // parts only while the body is read, in the space the call takes later.
     Either::Right(
         axum::body::to_bytes(body, MAX_BODY_BYTES).then(move |read| match read {
-            Ok(body) => {
-                let target = target(&parts);
-                Either::Left(forward(
-                    pick(&ups),
-                    parts.method.clone(),
-                    &target,
-                    &parts,
-                    body,
-                ))
-            }
+            Ok(body) => Either::Left(send(&parts, body)),
             Err(_) => Either::Right(std::future::ready(
                 ApiError(forten_core::Error::PayloadTooLarge {
                     limit: MAX_BODY_BYTES,
