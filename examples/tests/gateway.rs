@@ -542,3 +542,50 @@ async fn the_api_routes_answer_with_the_whole_server_stack() {
     );
     system.shutdown().await.expect("graceful shutdown");
 }
+
+/// The RED metrics count what the caller got: a request whose deadline had
+/// passed when it arrived (a 504 from the deadline layer, before anything
+/// below it ran) and a refusal by the JWT layer (a 401) are counted under
+/// their route template with their status, not dropped uncounted or counted
+/// as `error`.
+#[tokio::test]
+async fn metrics_count_a_timeout_and_a_refusal_with_their_status() {
+    let system = RunningSystem::start(SystemConfig::ephemeral())
+        .await
+        .expect("starts");
+    let gw = Http::new(system.gateway_url());
+    let (_, token) = user(&gw, "tia", "acme", "member").await;
+    let auth = format!("Bearer {token}");
+
+    let r = gw
+        .send(
+            Method::GET,
+            "/api/v1/dashboard",
+            &[("authorization", &auth), ("x-request-timeout-ms", "0")],
+            None,
+        )
+        .await;
+    r.assert_error(504, "TIMEOUT");
+    let r = gw
+        .send(
+            Method::GET,
+            "/api/v1/dashboard",
+            &[("authorization", "Bearer not-a-token")],
+            None,
+        )
+        .await;
+    r.assert_error(401, "UNAUTHENTICATED");
+
+    let scraped = gw.get("/metrics", None).await;
+    let metrics = std::str::from_utf8(&scraped.body).expect("UTF-8");
+    let counted = |status: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("forten_server_requests_total")
+                && l.contains("route=\"/api/v1/dashboard\"")
+                && l.contains(&format!("status=\"{status}\""))
+        })
+    };
+    assert!(counted("504"), "the timeout is counted:\n{metrics}");
+    assert!(counted("401"), "the refusal is counted:\n{metrics}");
+    system.shutdown().await.expect("graceful shutdown");
+}

@@ -42,7 +42,6 @@ use axum::routing::{MethodRouter, get_service, post, post_service};
 use bytes::Bytes;
 use forten_client::ServiceClient;
 use forten_core::circuit::{CircuitBreaker, CircuitBreakerBuilder};
-use forten_core::error::ErrorResponseLayer;
 use forten_core::idempotency::{ClientIdentity, IdempotencyLayer, MemoryStore};
 use forten_core::ratelimit::{
     GovernorBackend, KeyExtractor, LimitKey, RateLimitLayer, RateLimitPolicy,
@@ -217,17 +216,13 @@ pub fn launch(ctx: &ServiceContext, cfg: &GatewayConfig) -> Result<Launch, Syste
     // `Router::layer` and a `route_layer` would each add one more, cloned
     // and boxed again on every request. They are merged in after
     // `server_stack`, so its layers do not wrap them a second time.
+    // A refusal by the layers below (401, 429, 409, ...) becomes its JSON:API
+    // document in the server's layers, and their metrics count it with its
+    // status.
     let api = server_layers(GATEWAY, ctx.max_deadline);
-    // Each route stack has its own `ErrorResponseLayer` inside the server's
-    // metrics too, so a refusal by the layers below (401, 429, 409, ...) is
-    // counted with its status rather than as an error.
-    let public_layers = api
-        .clone()
-        .layer(ErrorResponseLayer::new())
-        .layer(rate_limit.clone());
+    let public_layers = api.clone().layer(rate_limit.clone());
     let protected_layers = api
         .clone()
-        .layer(ErrorResponseLayer::new())
         .layer(ctx.keys.user_layer())
         .layer(rate_limit)
         .layer(idempotency)

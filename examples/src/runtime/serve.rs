@@ -32,10 +32,11 @@ pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// Wraps a service's routes in the stack every EventBoard service uses
 /// (outermost first): a span naming the service, [`CorrelationLayer`]
 /// (correlation id and trace context, echoed, a span field on every log
-/// line), [`ErrorResponseLayer`] (any error of the stack as a JSON:API
-/// document), [`DeadlineLayer`] (`x-request-timeout-ms`, capped at `max`).
-/// Every service also serves `GET /metrics` (Prometheus text) and records
-/// RED metrics per route template ([`super::metrics`]).
+/// line), RED metrics per route template ([`super::metrics`]: they see the
+/// answer the caller gets, a refusal or a timeout with its status),
+/// [`ErrorResponseLayer`] (any error of the stack as a JSON:API document),
+/// [`DeadlineLayer`] (`x-request-timeout-ms`, capped at `max`).
+/// Every service also serves `GET /metrics` (Prometheus text).
 /// Unknown routes and methods answer JSON:API 404 / 405; bodies are capped
 /// at [`MAX_BODY_BYTES`]; the [`Keys`], when given, go into request
 /// extensions for [`CurrentUser`](super::auth::CurrentUser) (the gateway,
@@ -66,20 +67,26 @@ pub fn server_stack(
 
 /// The layers of [`server_stack`], outermost first.
 pub type ServerLayers = Stack<
-    ServerMetricsLayer,
+    DeadlineLayer,
     Stack<
-        DeadlineLayer,
-        Stack<ErrorResponseLayer, Stack<CorrelationLayer, Stack<ServiceSpanLayer, Identity>>>,
+        ErrorResponseLayer,
+        Stack<ServerMetricsLayer, Stack<CorrelationLayer, Stack<ServiceSpanLayer, Identity>>>,
     >,
 >;
 
 /// The layers [`server_stack`] puts around every route, for a route that
 /// carries them itself (`route_service(path, server_layers(..).service(svc))`,
 /// merged into the router after [`server_stack`]): the service's span,
-/// correlation, JSON:API errors, the deadline capped at `max` and the RED
-/// metrics (labelled with the route's template, which the router has set by
-/// then). Layers added to the returned builder sit inside them; an error any
-/// of them returns becomes a JSON:API document.
+/// correlation, the RED metrics (labelled with the route's template, which
+/// the router has set by then), JSON:API errors and the deadline capped at
+/// `max`. Layers added to the returned builder sit inside them; an error any
+/// of them returns becomes a JSON:API document, counted by the metrics with
+/// its status.
+///
+/// The metrics sit outside the errors and the deadline so that they count
+/// what the caller gets: inside the deadline, a request that timed out was
+/// dropped uncounted (its 504 never reached them), and a refusal by a layer
+/// below was an `error`, not its 401, 403 or 429.
 ///
 /// Not the body limit for extractors (`DefaultBodyLimit`, which
 /// [`server_stack`] adds): it is one more request extension, boxed, and a
@@ -92,9 +99,9 @@ pub fn server_layers(service: &'static str, max: Duration) -> ServiceBuilder<Ser
         // (`current()`), so neither goes into request extensions too:
         // that saves two boxed values a request.
         .layer(CorrelationLayer::new().request_extension(false))
+        .layer(super::metrics::server_metrics())
         .layer(ErrorResponseLayer::new())
         .layer(DeadlineLayer::new(max).request_extension(false))
-        .layer(super::metrics::server_metrics())
 }
 
 /// A span per request naming the service, so every log line says which

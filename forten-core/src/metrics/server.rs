@@ -31,6 +31,11 @@ const UNMATCHED: &str = "unmatched";
 ///
 /// The duration runs from the call until the response head is ready (a
 /// streamed body is not waited for).
+///
+/// Put it outside the layers that time requests out or turn errors into
+/// responses: a request whose future is dropped (a timeout outside this
+/// layer, a client gone) is not recorded, and an error is recorded as
+/// `error`, not as the status it is answered with.
 #[derive(Clone)]
 pub struct ServerMetricsLayer {
     route: Option<Arc<RouteFn>>,
