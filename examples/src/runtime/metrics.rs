@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{OnceLock, PoisonError, RwLock};
+use std::time::Duration;
 
 use axum::extract::MatchedPath;
 use axum::http::header::CONTENT_TYPE;
@@ -26,15 +27,42 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often the recorder's upkeep runs when nobody scrapes `/metrics`
+/// (the exporter's own default): it drains the samples histograms buffer
+/// between scrapes, which otherwise grow by every request for as long as
+/// nobody scrapes.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The name of the thread that runs the upkeep (short enough to be whole in
+/// `/proc/<pid>/task/<tid>/comm`, which keeps 15 bytes).
+pub const UPKEEP_THREAD: &str = "metrics-upkeep";
+
 /// Installs the process's Prometheus recorder, once; later calls return the
 /// same handle. `None` when another recorder was installed first (by the
 /// application embedding these services): then that recorder gets the
 /// metrics and `/metrics` answers 404.
+///
+/// Also starts the recorder's upkeep, every [`UPKEEP_INTERVAL`] on a thread
+/// of its own (the recorder is the process's, not one runtime's): the
+/// exporter's `install_recorder` leaves that to its caller, and without it a
+/// service nobody scrapes keeps every histogram sample it ever recorded.
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
             Ok(handle) => {
                 forten_core::metrics::describe();
+                let upkeep = handle.clone();
+                let started = std::thread::Builder::new()
+                    .name(UPKEEP_THREAD.to_owned())
+                    .spawn(move || {
+                        loop {
+                            std::thread::sleep(UPKEEP_INTERVAL);
+                            upkeep.run_upkeep();
+                        }
+                    });
+                if let Err(error) = started {
+                    tracing::warn!(%error, "no metrics upkeep thread: histograms drain only when /metrics is scraped");
+                }
                 Some(handle)
             }
             Err(error) => {
@@ -156,6 +184,37 @@ fn keep(route: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The names of this process's threads, from `/proc/self/task`.
+    #[cfg(target_os = "linux")]
+    fn thread_names() -> Vec<String> {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim_end().to_owned())
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn installing_the_recorder_starts_one_upkeep_thread() {
+        assert!(install().is_some(), "no other recorder in this test binary");
+        assert!(
+            install().is_some(),
+            "a second install returns the same handle"
+        );
+        // The thread names itself once it runs: wait for that, bounded.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let upkeep = loop {
+            let names = thread_names();
+            let upkeep = names.iter().filter(|n| *n == UPKEEP_THREAD).count();
+            if upkeep > 0 || std::time::Instant::now() > deadline {
+                break upkeep;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(upkeep, 1, "one upkeep thread: {:?}", thread_names());
+    }
 
     #[test]
     fn a_route_label_is_kept_once_and_reused() {
