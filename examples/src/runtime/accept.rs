@@ -13,7 +13,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tower::Layer;
 
@@ -68,4 +68,27 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, stops: Stops) {
         () = graceful.shutdown() => {}
         () = stops.kill.cancelled() => connections.abort_all(),
     }
+}
+
+/// Serves `router` on `listener` with the accept loop every EventBoard
+/// service runs (hyper-util's HTTP/1 and HTTP/2 server, the peer address as
+/// axum's `ConnectInfo<SocketAddr>` in each request) in a task of its own,
+/// until the task is aborted; dropping the handle leaves it serving.
+///
+/// For a router that is not a whole service (no registration, health or
+/// graceful stop: [`RunningService`](super::RunningService) has those), such
+/// as a benchmark's peer that should run on the same server code as the
+/// services it is compared with.
+///
+/// ```no_run
+/// # async fn run() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let router = axum::Router::new().route("/", axum::routing::get(|| async { "hi" }));
+/// let server = forten_examples::runtime::spawn_router(listener, router);
+/// server.abort();
+/// # Ok(())
+/// # }
+/// ```
+pub fn spawn_router(listener: TcpListener, router: Router) -> JoinHandle<()> {
+    tokio::spawn(serve(listener, router, Stops::default()))
 }

@@ -14,6 +14,7 @@ pub mod input;
 pub mod metrics;
 pub mod serve;
 
+pub use accept::spawn_router;
 pub use auth::{CurrentUser, Keys, Secrets, USER_TOKEN_HEADER};
 pub use bus::{Bus, BusConfig};
 pub use context::{ServiceContext, names, publish};
