@@ -27,10 +27,9 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// How often the recorder's upkeep runs when nobody scrapes `/metrics`
-/// (the exporter's own default): it drains the samples histograms buffer
-/// between scrapes, which otherwise grow by every request for as long as
-/// nobody scrapes.
+/// How often the recorder's upkeep runs, scraped or not (the exporter's own
+/// default): it drains the samples the histograms buffer, which otherwise
+/// pile up with every request for as long as nobody scrapes `/metrics`.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The name of the thread that runs the upkeep (short enough to be whole in
