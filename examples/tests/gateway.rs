@@ -530,14 +530,9 @@ async fn the_api_routes_answer_with_the_whole_server_stack() {
         .post("/api/v1/events", Some(&t), json!({"title": "Counted"}))
         .await;
     assert_eq!(created.status, 201, "{}", created.json);
-    let scraped = gw.get("/metrics", None).await;
-    let metrics = std::str::from_utf8(&scraped.body).expect("UTF-8");
+    let metrics = scrape(&gw).await;
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("forten_server_requests_total")
-                && l.contains("route=\"/api/v1/events\"")
-                && l.contains("status=\"201\"")),
+        counted(&metrics, "/api/v1/events", "201"),
         "the create is counted under its route template:\n{metrics}"
     );
     system.shutdown().await.expect("graceful shutdown");
@@ -576,16 +571,30 @@ async fn metrics_count_a_timeout_and_a_refusal_with_their_status() {
         .await;
     r.assert_error(401, "UNAUTHENTICATED");
 
-    let scraped = gw.get("/metrics", None).await;
-    let metrics = std::str::from_utf8(&scraped.body).expect("UTF-8");
-    let counted = |status: &str| {
-        metrics.lines().any(|l| {
-            l.starts_with("forten_server_requests_total")
-                && l.contains("route=\"/api/v1/dashboard\"")
-                && l.contains(&format!("status=\"{status}\""))
-        })
-    };
-    assert!(counted("504"), "the timeout is counted:\n{metrics}");
-    assert!(counted("401"), "the refusal is counted:\n{metrics}");
+    let metrics = scrape(&gw).await;
+    assert!(
+        counted(&metrics, "/api/v1/dashboard", "504"),
+        "the timeout is counted:\n{metrics}"
+    );
+    assert!(
+        counted(&metrics, "/api/v1/dashboard", "401"),
+        "the refusal is counted:\n{metrics}"
+    );
     system.shutdown().await.expect("graceful shutdown");
+}
+
+/// The gateway's `/metrics` text.
+async fn scrape(gw: &Http) -> String {
+    let scraped = gw.get("/metrics", None).await;
+    String::from_utf8(scraped.body.to_vec()).expect("UTF-8")
+}
+
+/// Whether `metrics` has a `forten_server_requests_total` series for the
+/// route template `route` and the status `status`.
+fn counted(metrics: &str, route: &str, status: &str) -> bool {
+    let route = format!("route=\"{route}\"");
+    let status = format!("status=\"{status}\"");
+    metrics.lines().any(|l| {
+        l.starts_with("forten_server_requests_total") && l.contains(&route) && l.contains(&status)
+    })
 }
